@@ -1,0 +1,1 @@
+"""silo.agent (see ARCHITECTURE.md for what this layer owns and may import)."""

@@ -1,0 +1,1 @@
+"""silo.client (see ARCHITECTURE.md for what this layer owns and may import)."""
