@@ -1,0 +1,158 @@
+"""The C library, loaded once and lazily, and thin wrappers over the syscalls Python lacks.
+
+Python 3.11 has no ``os.unshare``, ``os.setns``, ``mount`` or ``pivot_root``. Every wrapper
+raises ``OSError`` with the errno and the call's arguments in the message; callers in
+``silo.kernel`` translate that into :mod:`silo.errors` at their own boundary. ``ctypes`` is
+imported on first use, not at module import.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ctypes
+
+_libc: ctypes.CDLL | None = None
+
+# x86_64 and aarch64 syscall numbers for calls glibc does not wrap (or wraps under other names).
+_SYSCALLS = {
+    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "seccomp": 317, "bpf": 321,
+               "pidfd_open": 434, "close_range": 436},
+    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "seccomp": 277, "bpf": 280,
+                "pidfd_open": 434, "close_range": 436},
+}
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+MNT_DETACH = 2
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_SECUREBITS = 28
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_SET_CHILD_SUBREAPER = 36
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+
+def libc() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    return _libc
+
+
+def syscall_number(name: str) -> int:
+    machine = os.uname().machine
+    try:
+        return _SYSCALLS[machine][name]
+    except KeyError:
+        raise OSError(38, f"{name}: no syscall number known for {machine}") from None
+
+
+def _fail(what: str) -> OSError:
+    import ctypes
+
+    err = ctypes.get_errno()
+    return OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _b(s: str | None) -> bytes | None:
+    return None if s is None else os.fsencode(s)
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None) -> None:
+    if libc().mount(_b(source), _b(target), _b(fstype), flags, _b(data)) != 0:
+        raise _fail(f"mount {source} on {target} (type {fstype}, flags {flags:#x}, data {data!r})")
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    if libc().umount2(_b(target), flags) != 0:
+        raise _fail(f"umount {target}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    if libc().syscall(syscall_number("pivot_root"), _b(new_root), _b(put_old)) != 0:
+        raise _fail(f"pivot_root {new_root} {put_old}")
+
+
+def unshare(flags: int) -> None:
+    if libc().unshare(flags) != 0:
+        raise _fail(f"unshare {flags:#x}")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    if libc().setns(fd, nstype) != 0:
+        raise _fail(f"setns {nstype:#x}")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    import ctypes
+
+    fn = libc().prctl
+    ret: int = fn(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4),
+                  ctypes.c_ulong(arg5))
+    if ret < 0:
+        raise _fail(f"prctl {option}")
+    return ret
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    if libc().sethostname(raw, len(raw)) != 0:
+        raise _fail(f"sethostname {name!r}")
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    if libc().setdomainname(raw, len(raw)) != 0:
+        raise _fail(f"setdomainname {name!r}")
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
+    if libc().syscall(syscall_number("close_range"), first, last, flags) != 0:
+        raise _fail("close_range")
+
+
+CLOSE_RANGE_CLOEXEC = 4
