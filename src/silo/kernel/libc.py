@@ -13,6 +13,7 @@ import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ctypes
+    from typing import Any
 
 _libc: ctypes.CDLL | None = None
 
@@ -156,3 +157,87 @@ def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
 
 
 CLOSE_RANGE_CLOEXEC = 4
+
+
+# Capabilities: glibc exports capget/capset; version 3 takes two 32-bit words per set.
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def capget(pid: int = 0) -> tuple[int, int, int]:
+    """The (effective, permitted, inheritable) 64-bit capability masks of ``pid`` (0 = self)."""
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, pid)
+    data = (ctypes.c_uint32 * 6)()  # [eff, prm, inh] for bits 0-31, then for bits 32-63
+    if libc().capget(header, data) != 0:
+        raise _fail(f"capget {pid}")
+    return (data[0] | data[3] << 32, data[1] | data[4] << 32, data[2] | data[5] << 32)
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set the calling thread's capability sets (64-bit masks)."""
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    low, high = 0xFFFFFFFF, 32
+    data = (ctypes.c_uint32 * 6)(
+        effective & low, permitted & low, inheritable & low,
+        effective >> high & low, permitted >> high & low, inheritable >> high & low,
+    )
+    if libc().capset(header, data) != 0:
+        raise _fail(f"capset eff={effective:#x} prm={permitted:#x} inh={inheritable:#x}")
+
+
+# libseccomp, loaded on first use. Its calls return a negative errno instead of setting errno.
+_libseccomp: ctypes.CDLL | None = None
+
+
+def libseccomp() -> ctypes.CDLL:
+    """libseccomp.so.2 with the prototypes silo uses; OSError(ENOENT) when it is not installed."""
+    global _libseccomp
+    if _libseccomp is None:
+        import ctypes
+
+        try:
+            lib = ctypes.CDLL("libseccomp.so.2")
+        except OSError as err:
+            raise OSError(2, f"libseccomp.so.2: {err}") from err
+        ctx, u32, cint = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int
+        for name, restype, argtypes in (
+            ("seccomp_init", ctx, [u32]),
+            ("seccomp_release", None, [ctx]),
+            ("seccomp_attr_set", cint, [ctx, cint, u32]),
+            ("seccomp_arch_exist", cint, [ctx, u32]),
+            ("seccomp_arch_add", cint, [ctx, u32]),
+            ("seccomp_arch_remove", cint, [ctx, u32]),
+            ("seccomp_arch_native", u32, []),
+            ("seccomp_arch_resolve_name", u32, [ctypes.c_char_p]),
+            ("seccomp_syscall_resolve_name", cint, [ctypes.c_char_p]),
+            ("seccomp_rule_add_array", cint, [ctx, u32, cint, ctypes.c_uint, ctypes.c_void_p]),
+            ("seccomp_load", cint, [ctx]),
+            ("seccomp_export_pfc", cint, [ctx, cint]),
+            ("seccomp_api_get", ctypes.c_uint, []),
+        ):
+            fn = getattr(lib, name)
+            fn.restype = restype
+            fn.argtypes = argtypes
+        _libseccomp = lib
+    return _libseccomp
+
+
+_scmp_arg_cmp: type[ctypes.Structure] | None = None
+
+
+def scmp_arg_cmp_array(conditions: list[tuple[int, int, int, int]]) -> ctypes.Array[Any]:
+    """A C array of ``struct scmp_arg_cmp`` from (arg index, op, datum_a, datum_b) tuples."""
+    global _scmp_arg_cmp
+    import ctypes
+
+    if _scmp_arg_cmp is None:
+        class ScmpArgCmp(ctypes.Structure):
+            _fields_ = (("arg", ctypes.c_uint), ("op", ctypes.c_int),
+                        ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64))
+
+        _scmp_arg_cmp = ScmpArgCmp
+    struct = _scmp_arg_cmp
+    return (struct * len(conditions))(*(struct(*c) for c in conditions))
