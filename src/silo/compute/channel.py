@@ -1,0 +1,44 @@
+"""The sync channel between the runtime and the container's first processes.
+
+A SOCK_SEQPACKET socketpair: message boundaries are kept, so each message is one ``send``.
+Messages are ``b"tag"`` or ``b"tag payload"``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import _socket
+
+
+class Channel:
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @staticmethod
+    def pair() -> tuple[Channel, Channel]:
+        a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+        return Channel(a.detach()), Channel(b.detach())
+
+    def send(self, tag: str, payload: str = "") -> None:
+        msg = f"{tag} {payload}" if payload else tag
+        os.write(self.fd, msg.encode())
+
+    def recv(self) -> tuple[str, str]:
+        """Next message; ``("eof", "")`` when the other side is gone."""
+        try:
+            data = os.read(self.fd, 65536)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            return "eof", ""
+        text = data.decode(errors="replace")
+        tag, _, payload = text.partition(" ")
+        return tag, payload
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

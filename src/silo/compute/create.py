@@ -1,0 +1,250 @@
+"""Create a process-isolated container from an OCI bundle.
+
+Everything that can be checked is checked before the first side effect (state directory,
+cgroup, processes); after that, any failure undoes what was done, in reverse, so a refused
+create leaves no state dir, cgroup, mount or process behind.
+"""
+
+from __future__ import annotations
+
+import os
+
+from silo.compute import init, lifecycle
+from silo.compute.channel import Channel
+from silo.compute.container import (
+    FIFO,
+    Container,
+    already_exists,
+    check_id,
+    now_rfc3339,
+    read_config,
+    remove_tree,
+)
+from silo.errors import Internal, InvalidArgument, NotFound, SiloError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from silo.kernel.mounts import MountSpec
+
+
+class CreateOptions:
+    __slots__ = ("root", "id", "bundle", "pid_file", "console_socket", "console_fd", "subreaper",
+                 "owner")
+
+    def __init__(self, root: str, cid: str, bundle: str, pid_file: str = "",
+                 console_socket: str = "", subreaper: bool = False, owner: str = "",
+                 console_fd: int = -1) -> None:
+        self.console_fd = console_fd  # a connected socket, instead of console_socket
+        self.root = root
+        self.id = cid
+        self.bundle = bundle
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.subreaper = subreaper
+        self.owner = owner
+
+
+def validate_host(spec: dict[str, Any], bundle: str) -> tuple[str, list[MountSpec]]:
+    """The checks that need the host: rootfs, mounts, capabilities, cgroups, seccomp, rlimits."""
+    from silo.kernel import capabilities, cgroups, proc, seccomp
+    from silo.kernel.mounts import MountSpec
+
+    root_path = spec["root"]["path"]
+    rootfs = os.path.normpath(os.path.join(bundle, root_path))
+    if not os.path.isdir(rootfs):
+        raise InvalidArgument(f"root.path: rootfs {rootfs!r} does not exist or is not a "
+                              "directory", field="root.path")
+    linux = spec.get("linux") or {}
+    if not any(ns.get("type") == "mount" for ns in linux.get("namespaces") or []):
+        raise InvalidArgument("linux.namespaces: a mount namespace is required",
+                              field="linux.namespaces")
+    for i, ns in enumerate(linux.get("namespaces") or []):
+        if ns.get("path") and not os.path.exists(ns["path"]):
+            raise InvalidArgument(f"linux.namespaces[{i}].path: {ns['path']!r} does not exist",
+                                  field=f"linux.namespaces[{i}].path")
+    mounts = [MountSpec(m, f"mounts[{i}]") for i, m in enumerate(spec.get("mounts") or [])]
+    for i, m in enumerate(mounts):
+        if m.is_bind:
+            src = m.source if m.source.startswith("/") else os.path.join(bundle, m.source)
+            if not os.path.exists(src):
+                raise InvalidArgument(f"mounts[{i}].source: {src!r} does not exist",
+                                      field=f"mounts[{i}].source")
+    process = spec["process"]
+    capabilities.validate(process.get("capabilities"))
+    proc.validate_rlimits(process.get("rlimits"))
+    cgroups.validate_resources(linux.get("resources") or {})
+    seccomp.validate(linux.get("seccomp"))
+    return rootfs, mounts
+
+
+def create(opts: CreateOptions) -> Container:
+    check_id(opts.id)
+    bundle = os.path.abspath(opts.bundle)
+    spec = read_config(bundle)
+    rootfs, mounts = validate_host(spec, bundle)
+    process = spec["process"]
+    if process.get("terminal") and not opts.console_socket and opts.console_fd < 0:
+        raise InvalidArgument("process.terminal: a terminal needs --console-socket (or run "
+                              "in the foreground)", field="process.terminal")
+    linux = spec.get("linux") or {}
+    hooks = spec.get("hooks") or {}
+
+    os.makedirs(opts.root, 0o711, exist_ok=True)
+    cdir = os.path.join(opts.root, opts.id)
+    try:
+        os.mkdir(cdir, 0o711)
+    except FileExistsError:
+        raise already_exists(opts.id) from None
+
+    from silo.kernel.cgroups import Cgroup
+
+    cg: Cgroup | None = None
+    stage1 = 0
+    init_pid = 0
+    fds: list[int] = []
+    try:
+        fifo = os.path.join(cdir, FIFO)
+        os.mkfifo(fifo, 0o600)
+        a = init.InitArgs()
+        a.spec = spec
+        a.bundle = bundle
+        a.rootfs = rootfs
+        a.mounts = mounts
+        a.fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+        fds.append(a.fifo_fd)
+        for ns in linux.get("namespaces") or []:
+            if ns.get("path"):
+                fd = os.open(ns["path"], os.O_RDONLY | os.O_CLOEXEC)
+                fds.append(fd)
+                a.join_fds.append((ns["type"], fd))
+            else:
+                a.new_ns |= init.NS_FLAGS[ns["type"]]
+        a.join_fds.sort(key=lambda kv: [k for k, _ in init.PROC_NS].index(kv[0]))
+        if opts.console_fd >= 0 and process.get("terminal"):
+            a.console_fd = os.dup(opts.console_fd)
+            fds.append(a.console_fd)
+        elif opts.console_socket and process.get("terminal"):
+            from silo.kernel import console
+
+            try:
+                a.console_fd = console.connect(opts.console_socket)
+            except OSError as err:
+                raise InvalidArgument(f"--console-socket: cannot connect to "
+                                      f"{opts.console_socket!r}: {err.strerror}",
+                                      field="console-socket") from err
+            fds.append(a.console_fd)
+        a.has_runtime_hooks = bool(hooks.get("prestart") or hooks.get("createRuntime"))
+        a.state = {"ociVersion": "1.2.0", "id": opts.id, "status": lifecycle.CREATING,
+                   "pid": 0, "bundle": bundle}
+        if spec.get("annotations"):
+            a.state["annotations"] = spec["annotations"]
+        cgroup_path = linux.get("cgroupsPath") or f"/silo-runtime/{opts.id}"
+        cg = Cgroup(cgroup_path)
+        cg.create()
+        cg.apply(linux.get("resources") or {})
+        a.cgroup = cg
+        init.preload(bool(linux.get("seccomp")))
+
+        if opts.subreaper:
+            from silo.kernel import libc
+
+            libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+        parent, child = Channel.pair()
+        fds.append(parent.fd)
+        stage1 = os.fork()
+        if stage1 == 0:
+            parent.close()
+            init.create_child(a, child)
+        child.close()
+        while True:
+            tag, payload = parent.recv()
+            if tag == "pid":
+                init_pid = int(payload)
+            elif tag == "userns":
+                write_id_maps(stage1, linux)
+                parent.send("go")
+            elif tag == "hooks":
+                from silo.compute import hooks as hk
+
+                state = dict(a.state, pid=init_pid)
+                hk.run("prestart", hooks.get("prestart") or [], state)
+                hk.run("createRuntime", hooks.get("createRuntime") or [], state)
+                parent.send("go")
+            elif tag == "ready":
+                break
+            elif tag == "error":
+                raise container_error(opts.id, payload)
+            else:
+                raise Internal(f"container {opts.id!r}: the init exited during setup",
+                               op="compute::create", obj=opts.id)
+        os.waitpid(stage1, 0)
+        stage1 = 0
+        from silo.kernel import proc
+
+        c = Container(opts.root, opts.id, {
+            "id": opts.id, "pid": init_pid, "pid_start": proc.start_time(init_pid),
+            "bundle": bundle, "rootfs": rootfs, "created": now_rfc3339(),
+            "owner": opts.owner, "cgroup_path": cgroup_path, "config": spec,
+        })
+        c.save()
+        if opts.pid_file:
+            from silo.compute.container import write_atomic
+
+            write_atomic(os.path.abspath(opts.pid_file), str(init_pid))
+        return c
+    except BaseException:
+        undo(cdir, cg, stage1, init_pid)
+        raise
+    finally:
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def undo(cdir: str, cg: Any, stage1: int, init_pid: int) -> None:
+    for pid in (init_pid, stage1):
+        if pid:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+    if stage1:
+        try:
+            os.waitpid(stage1, 0)
+        except ChildProcessError:
+            pass
+    if cg is not None:
+        try:
+            cg.kill_all(9)
+        except SiloError:
+            pass
+        try:
+            cg.destroy()
+        except SiloError:
+            pass
+    remove_tree(cdir)
+
+
+def container_error(cid: str, message: str) -> SiloError:
+    if message.startswith("exec:") and "not found" in message:
+        return NotFound(message, op="compute::create", obj=cid, field="process.args")
+    if message.startswith(("process.", "linux.", "mounts", "root.", "hooks.")):
+        field = message.split(":", 1)[0]
+        return InvalidArgument(message, op="compute::create", obj=cid, field=field)
+    return Internal(message, op="compute::create", obj=cid)
+
+
+def write_id_maps(pid: int, linux: dict[str, Any]) -> None:
+    for key, name in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
+        lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n"
+                        for m in linux.get(key) or [])
+        try:
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(lines)
+        except OSError as err:
+            raise InvalidArgument(f"linux.{key}: the kernel refused the mapping: "
+                                  f"{err.strerror}", field=f"linux.{key}") from err

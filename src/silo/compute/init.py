@@ -1,0 +1,315 @@
+"""The container side of ``create`` and ``exec``: code that runs in the forked children.
+
+``create`` forks stage 1, which joins the cgroup and the namespaces given by path, unshares
+the new ones and, when there is a pid namespace, forks stage 2 (pid 1 of the container) and
+exits, so stage 2 is re-parented to the caller's subreaper (containerd's shim, conmon) as
+runc's init is. Stage 2 builds the root filesystem, reports "ready", and blocks on the exec
+fifo until ``start``; then it takes on the process's user, capabilities and seccomp filter and
+calls execve.
+
+Design notes:
+- After pivot_root (or setns into the container's mount namespace) every path this process
+  opens is the *container's*: an import or a dlopen at that point would run code from the
+  image with host privileges. So everything needed later is imported and loaded before
+  (:func:`preload`), and nothing here imports lazily after that point.
+- Processes that enter an existing container (exec) are made non-dumpable before they join,
+  so the container cannot open their /proc/PID/exe (the host's interpreter) and write through
+  it later (the CVE-2019-5736 class).
+- Every file descriptor above 2 is marked close-on-exec before execve, and the working
+  directory is set inside the container: no host fd or cwd leaks in (CVE-2024-21626 class).
+"""
+
+from __future__ import annotations
+
+import os
+
+from silo.compute.channel import Channel
+from silo.errors import SiloError
+from silo.kernel import libc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    from silo.kernel.cgroups import Cgroup
+
+NS_FLAGS = {
+    "user": libc.CLONE_NEWUSER, "ipc": libc.CLONE_NEWIPC, "uts": libc.CLONE_NEWUTS,
+    "network": libc.CLONE_NEWNET, "pid": libc.CLONE_NEWPID, "cgroup": libc.CLONE_NEWCGROUP,
+    "mount": libc.CLONE_NEWNS, "time": libc.CLONE_NEWTIME,
+}
+# /proc/PID/ns file of each namespace type, in the order they are joined: user first (it
+# grants the rights to join the others), mount last but one (paths change after it).
+PROC_NS = [("user", "user"), ("ipc", "ipc"), ("uts", "uts"), ("network", "net"),
+           ("pid", "pid"), ("cgroup", "cgroup"), ("time", "time"), ("mount", "mnt")]
+
+
+def preload(seccomp: bool) -> None:
+    """Import and dlopen, from the host, everything used after entering the container."""
+    libc.libc()
+    import fcntl  # noqa: F401  (console ioctls)
+    import resource  # noqa: F401  (rlimits)
+
+    from silo.kernel import capabilities, console, proc  # noqa: F401
+
+    if seccomp:
+        from silo.kernel import seccomp as _seccomp  # noqa: F401
+
+        libc.libseccomp()
+
+
+def fail(chan: Channel, err: BaseException) -> NoReturn:
+    if isinstance(err, SiloError):
+        msg = err.describe()
+    elif isinstance(err, OSError):
+        msg = err.strerror if not err.filename else f"{err.filename}: {err.strerror}"
+        if err.args and isinstance(err.args[-1], str) and ":" in err.args[-1]:
+            msg = err.args[-1]
+    else:
+        msg = f"{type(err).__name__}: {err}"
+    try:
+        chan.send("error", msg)
+    except OSError:
+        pass
+    os._exit(1)
+
+
+class InitArgs:
+    """What stage 1 and 2 need; built by the runtime before fork."""
+
+    __slots__ = ("spec", "bundle", "rootfs", "mounts", "new_ns", "join_fds", "cgroup",
+                 "fifo_fd", "console_fd", "has_runtime_hooks", "state")
+
+    def __init__(self) -> None:
+        self.spec: dict[str, Any] = {}
+        self.bundle = ""
+        self.rootfs = ""
+        self.mounts: list[Any] = []
+        self.new_ns = 0
+        self.join_fds: list[tuple[str, int]] = []
+        self.cgroup: Cgroup | None = None
+        self.fifo_fd = -1
+        self.console_fd = -1
+        self.has_runtime_hooks = False
+        self.state: dict[str, Any] = {}
+
+
+def create_child(a: InitArgs, chan: Channel) -> NoReturn:
+    """Stage 1 (runs in the child of ``silo-runtime create``)."""
+    try:
+        os.setsid()
+        if a.cgroup is not None:
+            a.cgroup.add(os.getpid())
+        for _kind, fd in a.join_fds:
+            libc.setns(fd, 0)
+            os.close(fd)
+        if a.new_ns & libc.CLONE_NEWUSER:
+            libc.unshare(libc.CLONE_NEWUSER)
+            chan.send("userns")
+            if chan.recv()[0] != "go":
+                os._exit(1)
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        rest = a.new_ns & ~libc.CLONE_NEWUSER
+        if rest:
+            libc.unshare(rest)
+        if a.new_ns & libc.CLONE_NEWPID or any(k == "pid" for k, _ in a.join_fds):
+            pid = os.fork()
+            if pid:
+                chan.send("pid", str(pid))
+                os._exit(0)
+        else:
+            chan.send("pid", str(os.getpid()))
+        container_init(a, chan)
+    except BaseException as err:
+        fail(chan, err)
+
+
+def container_init(a: InitArgs, chan: Channel) -> NoReturn:
+    """Stage 2: pid 1 of the container until execve."""
+    from silo.kernel import proc, rootfs
+
+    spec = a.spec
+    linux = spec.get("linux") or {}
+    process = spec["process"]
+    if a.has_runtime_hooks:
+        chan.send("hooks")  # the runtime runs prestart and createRuntime hooks now
+        if chan.recv()[0] != "go":
+            os._exit(1)
+    rootfs.prepare(a.rootfs, a.mounts, a.bundle,
+                   propagation=propagation_flags(linux.get("rootfsPropagation", "")),
+                   devices=linux.get("devices") or [],
+                   in_userns=bool(a.new_ns & libc.CLONE_NEWUSER))
+    hooks = spec.get("hooks") or {}
+    if hooks.get("createContainer"):
+        from silo.compute import hooks as hk
+
+        hk.run("createContainer", hooks["createContainer"], a.state)
+    cwd = process.get("cwd", "/")
+    cwd_host = rootfs.secure_join(a.rootfs, cwd)
+    if not os.path.isdir(cwd_host):
+        os.makedirs(cwd_host, 0o755)
+    rootfs.pivot(a.rootfs)
+    if linux.get("sysctl"):
+        rootfs.write_sysctls(linux["sysctl"])
+    if spec.get("hostname"):
+        libc.sethostname(spec["hostname"])
+    if spec.get("domainname"):
+        libc.setdomainname(spec["domainname"])
+    rootfs.readonly_paths(linux.get("readonlyPaths") or [])
+    rootfs.mask_paths(linux.get("maskedPaths") or [])
+    if (spec.get("root") or {}).get("readonly"):
+        rootfs.readonly_root()
+    prepare_process(process, a.console_fd, chan)
+    # "ready": the runtime records the container as created and exits; we wait for start.
+    chan.send("ready")
+    chan.close()
+    while True:
+        try:
+            if os.read(a.fifo_fd, 1):
+                break
+        except InterruptedError:
+            continue
+        os._exit(1)  # EOF: the fifo was removed without start (delete of a created container)
+    os.close(a.fifo_fd)
+    if hooks.get("startContainer"):
+        from silo.compute import hooks as hk
+
+        state = dict(a.state, status="running", pid=os.getpid())
+        hk.run("startContainer", hooks["startContainer"], state)
+    exec_process(process, linux.get("seccomp"), resolved=proc.lookup_executable(
+        process["args"][0], env_path(process), process.get("cwd", "/")))
+
+
+def propagation_flags(name: str) -> int:
+    from silo.kernel.mounts import PROPAGATION
+
+    return PROPAGATION.get(name, 0)
+
+
+def env_path(process: dict[str, Any]) -> str | None:
+    for e in process.get("env") or []:
+        if e.startswith("PATH="):
+            return str(e[5:])
+    return None
+
+
+def prepare_process(process: dict[str, Any], console_fd: int, chan: Channel) -> None:
+    """Steps that may fail with a clear error before "ready": cwd, rlimits, executable, tty."""
+    from silo.errors import InvalidArgument, NotFound
+    from silo.kernel import console, proc
+
+    cwd = process.get("cwd", "/")
+    try:
+        os.chdir(cwd)
+    except OSError as err:
+        raise InvalidArgument(f"process.cwd: cannot enter {cwd!r}: {err.strerror}",
+                              field="process.cwd") from err
+    proc.apply_rlimits(process.get("rlimits"))
+    if "oomScoreAdj" in process:
+        try:
+            proc.set_oom_score_adj(process["oomScoreAdj"])
+        except OSError as err:
+            raise InvalidArgument(
+                f"process.oomScoreAdj: cannot set {process['oomScoreAdj']}: {err.strerror}",
+                field="process.oomScoreAdj") from err
+    name = process["args"][0]
+    if proc.lookup_executable(name, env_path(process), cwd) is None:
+        where = "" if "/" in name else " in $PATH"
+        raise NotFound(f'exec: "{name}": executable file not found{where}',
+                       field="process.args")
+    if process.get("terminal"):
+        master, slave = console.open_pty()
+        size = process.get("consoleSize") or {}
+        if size.get("height") or size.get("width"):
+            console.set_size(master, size.get("height", 0), size.get("width", 0))
+        console.send_fd(console_fd, master, os.ttyname(slave))
+        os.close(master)
+        os.close(console_fd)
+        console.make_controlling(slave)
+    # No host file descriptor may reach the container process.
+    libc.close_range(3, 0xFFFFFFFF, libc.CLOSE_RANGE_CLOEXEC)
+
+
+def exec_process(process: dict[str, Any], seccomp: dict[str, Any] | None,
+                 resolved: str | None) -> NoReturn:
+    """Become the container's process: user, capabilities, no_new_privs, seccomp, execve."""
+    from silo.kernel import capabilities
+
+    try:
+        caps = process.get("capabilities")
+        user = process.get("user") or {}
+        nnp = bool(process.get("noNewPrivileges"))
+        # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before the
+        # capabilities go.
+        if seccomp and not nnp:
+            load_seccomp(seccomp)
+        capabilities.drop_bounding(caps)
+        uid, gid = user.get("uid", 0), user.get("gid", 0)
+        if uid != 0:
+            capabilities.prepare_for_user_change()
+        os.setgroups(list(user.get("additionalGids") or []))
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+        if "umask" in user:
+            os.umask(user["umask"])
+        capabilities.apply(caps)
+        if nnp:
+            libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
+        if seccomp and nnp:
+            load_seccomp(seccomp)
+        env = dict(e.split("=", 1) for e in process.get("env") or [])
+        args = process["args"]
+        os.execve(resolved or args[0], args, env)
+    except OSError as err:
+        os.write(2, f"silo-runtime: exec {process['args'][0]!r}: {err.strerror}\n".encode())
+        os._exit(127 if err.errno == 2 else 126)
+    except BaseException as err:
+        os.write(2, f"silo-runtime: starting the container process: {err}\n".encode())
+        os._exit(126)
+
+
+def load_seccomp(profile: dict[str, Any]) -> None:
+    from silo.kernel import seccomp
+
+    seccomp.load(profile)
+
+
+class ExecArgs:
+    __slots__ = ("process", "seccomp", "join_fds", "cgroup", "console_fd")
+
+    def __init__(self) -> None:
+        self.process: dict[str, Any] = {}
+        self.seccomp: dict[str, Any] | None = None
+        self.join_fds: list[tuple[str, int]] = []
+        self.cgroup: Cgroup | None = None
+        self.console_fd = -1
+
+
+def exec_child(a: ExecArgs, chan: Channel) -> NoReturn:
+    """Stage 1 of ``exec``: join the cgroup and namespaces, fork into the pid namespace."""
+    from silo.kernel import proc
+
+    try:
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
+        if a.cgroup is not None:
+            a.cgroup.add(os.getpid())
+        for _kind, fd in a.join_fds:
+            libc.setns(fd, 0)
+            os.close(fd)
+        if any(k == "pid" for k, _ in a.join_fds):
+            pid = os.fork()
+            if pid:
+                chan.send("pid", str(pid))
+                os._exit(0)
+        else:
+            chan.send("pid", str(os.getpid()))
+        prepare_process(a.process, a.console_fd, chan)
+        process = a.process
+        resolved = proc.lookup_executable(process["args"][0], env_path(process),
+                                          process.get("cwd", "/"))
+        chan.send("ready")
+        # The channel is close-on-exec: the runtime sees EOF once execve succeeded.
+        exec_process(process, a.seccomp, resolved)
+    except BaseException as err:
+        fail(chan, err)

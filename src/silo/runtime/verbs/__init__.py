@@ -1,0 +1,1 @@
+"""One module per silo-runtime verb; each exposes ``run(globals, argv) -> exit status``."""

@@ -1,0 +1,16 @@
+"""``resume ID``: resume every process of the container (the freezer cgroup)."""
+
+from __future__ import annotations
+
+from silo.runtime.flags import parse
+from silo.runtime.verbs._common import container_id, load
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from silo.runtime.main import Globals
+
+
+def run(g: Globals, argv: list[str]) -> int:
+    _opts, args = parse([], argv, "resume")
+    load(g, container_id(args, "resume")).resume()
+    return 0
