@@ -194,7 +194,9 @@ def load(seccomp: Any, where: str = "linux.seccomp") -> None:
 
 def render(seccomp: Any, where: str = "linux.seccomp") -> str:
     """libseccomp's pseudo filter code (PFC) for the object, without loading it: for debugging
-    and for tests that check the translation with no kernel state."""
+    and for tests that check the translation with no kernel state. Empty for ``None``."""
+    if seccomp is None:
+        return ""
     lib, ctx = _build(seccomp, where)
     try:
         fd = os.memfd_create("silo-seccomp-pfc")
