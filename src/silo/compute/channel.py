@@ -6,9 +6,8 @@ Messages are ``b"tag"`` or ``b"tag payload"``.
 
 from __future__ import annotations
 
-import os
-
 import _socket
+import os
 
 
 class Channel:

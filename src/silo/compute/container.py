@@ -16,7 +16,6 @@ import os
 import time
 
 from silo.compute import lifecycle
-from silo.compute.channel import Channel
 from silo.errors import AlreadyExists, Internal, InvalidArgument, NotFound, SiloError
 from silo.schema import jsonio, oci
 
@@ -77,7 +76,7 @@ class Container:
         return cls(root, cid, doc)
 
     @classmethod
-    def list(cls, root: str) -> list[Container]:
+    def list_all(cls, root: str) -> list[Container]:
         try:
             names = sorted(os.listdir(root))
         except FileNotFoundError:

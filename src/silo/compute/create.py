@@ -30,8 +30,16 @@ if TYPE_CHECKING:
 
 
 class CreateOptions:
-    __slots__ = ("root", "id", "bundle", "pid_file", "console_socket", "console_fd", "subreaper",
-                 "owner")
+    __slots__ = (
+        "bundle",
+        "console_fd",
+        "console_socket",
+        "id",
+        "owner",
+        "pid_file",
+        "root",
+        "subreaper",
+    )
 
     def __init__(self, root: str, cid: str, bundle: str, pid_file: str = "",
                  console_socket: str = "", subreaper: bool = False, owner: str = "",
@@ -143,9 +151,7 @@ def create(opts: CreateOptions) -> Container:
         cgroup_path = linux.get("cgroupsPath") or f"/silo-runtime/{opts.id}"
         cg = Cgroup(cgroup_path)
         cg.create()
-        cg.apply(linux.get("resources") or {})
-        a.cgroup = cg
-        init.preload(bool(linux.get("seccomp")))
+        cg.apply(effective_resources(linux))
 
         if opts.subreaper:
             from silo.kernel import libc
@@ -158,6 +164,8 @@ def create(opts: CreateOptions) -> Container:
             parent.close()
             init.create_child(a, child)
         child.close()
+        cg.add(stage1)
+        parent.send("cgroup-joined")
         while True:
             tag, payload = parent.recv()
             if tag == "pid":
@@ -171,7 +179,7 @@ def create(opts: CreateOptions) -> Container:
                 state = dict(a.state, pid=init_pid)
                 hk.run("prestart", hooks.get("prestart") or [], state)
                 hk.run("createRuntime", hooks.get("createRuntime") or [], state)
-                parent.send("go")
+                parent.send("hooks-done")
             elif tag == "ready":
                 break
             elif tag == "error":
@@ -203,6 +211,31 @@ def create(opts: CreateOptions) -> Container:
                 os.close(fd)
             except OSError:
                 pass
+
+
+# Devices every container gets on top of its device rules (runc's defaults): mknod of any
+# node, the standard character devices, the ptys and tun.
+DEFAULT_ALLOWED_DEVICES = [
+    {"allow": True, "type": "c", "access": "m"},
+    {"allow": True, "type": "b", "access": "m"},
+    *({"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"}
+      for major, minor in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2),
+                           (10, 200))),
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+]
+
+
+def effective_resources(linux: dict[str, Any]) -> dict[str, Any]:
+    """The spec's resources plus the default devices and those listed in linux.devices."""
+    resources = dict(linux.get("resources") or {})
+    rules = list(resources.get("devices") or [])
+    rules += DEFAULT_ALLOWED_DEVICES
+    for d in linux.get("devices") or []:
+        if d.get("type") in ("c", "b", "u"):
+            rules.append({"allow": True, "type": "c" if d["type"] == "u" else d["type"],
+                          "major": d["major"], "minor": d["minor"], "access": "rwm"})
+    resources["devices"] = rules
+    return resources
 
 
 def undo(cdir: str, cg: Any, stage1: int, init_pid: int) -> None:

@@ -69,7 +69,7 @@ def exec_process(c: Container, process: dict[str, Any], *, console_socket: str =
     a = init.ExecArgs()
     a.process = process
     a.seccomp = seccomp
-    a.cgroup = c.cgroup()
+    cgroup = c.cgroup()
     fds: list[int] = []
     stage1 = 0
     pid = 0
@@ -98,7 +98,6 @@ def exec_process(c: Container, process: dict[str, Any], *, console_socket: str =
                 own_tty = mine.detach()
                 a.console_fd = theirs.detach()
             fds.append(a.console_fd)
-        init.preload(bool(seccomp))
         if not detach:
             from silo.kernel import libc
 
@@ -110,6 +109,8 @@ def exec_process(c: Container, process: dict[str, Any], *, console_socket: str =
             parent.close()
             init.exec_child(a, child)
         child.close()
+        cgroup.add(stage1)
+        parent.send("cgroup-joined")
         if a.console_fd >= 0:
             os.close(a.console_fd)
             fds.remove(a.console_fd)

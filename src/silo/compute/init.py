@@ -1,6 +1,6 @@
 """The container side of ``create`` and ``exec``: code that runs in the forked children.
 
-``create`` forks stage 1, which joins the cgroup and the namespaces given by path, unshares
+``create`` forks stage 1, which joins the namespaces given by path, unshares
 the new ones and, when there is a pid namespace, forks stage 2 (pid 1 of the container) and
 exits, so stage 2 is re-parented to the caller's subreaper (containerd's shim, conmon) as
 runc's init is. Stage 2 builds the root filesystem, reports "ready", and blocks on the exec
@@ -31,8 +31,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
-    from silo.kernel.cgroups import Cgroup
-
 NS_FLAGS = {
     "user": libc.CLONE_NEWUSER, "ipc": libc.CLONE_NEWIPC, "uts": libc.CLONE_NEWUTS,
     "network": libc.CLONE_NEWNET, "pid": libc.CLONE_NEWPID, "cgroup": libc.CLONE_NEWCGROUP,
@@ -59,10 +57,11 @@ def preload(seccomp: bool) -> None:
 
 
 def fail(chan: Channel, err: BaseException) -> NoReturn:
+    msg: str
     if isinstance(err, SiloError):
         msg = err.describe()
     elif isinstance(err, OSError):
-        msg = err.strerror if not err.filename else f"{err.filename}: {err.strerror}"
+        msg = str(err.strerror) if not err.filename else f"{err.filename}: {err.strerror}"
         if err.args and isinstance(err.args[-1], str) and ":" in err.args[-1]:
             msg = err.args[-1]
     else:
@@ -77,8 +76,18 @@ def fail(chan: Channel, err: BaseException) -> NoReturn:
 class InitArgs:
     """What stage 1 and 2 need; built by the runtime before fork."""
 
-    __slots__ = ("spec", "bundle", "rootfs", "mounts", "new_ns", "join_fds", "cgroup",
-                 "fifo_fd", "console_fd", "has_runtime_hooks", "state")
+    __slots__ = (
+        "bundle",
+        "console_fd",
+        "fifo_fd",
+        "has_runtime_hooks",
+        "join_fds",
+        "mounts",
+        "new_ns",
+        "rootfs",
+        "spec",
+        "state",
+    )
 
     def __init__(self) -> None:
         self.spec: dict[str, Any] = {}
@@ -87,7 +96,6 @@ class InitArgs:
         self.mounts: list[Any] = []
         self.new_ns = 0
         self.join_fds: list[tuple[str, int]] = []
-        self.cgroup: Cgroup | None = None
         self.fifo_fd = -1
         self.console_fd = -1
         self.has_runtime_hooks = False
@@ -96,23 +104,28 @@ class InitArgs:
 
 def create_child(a: InitArgs, chan: Channel) -> NoReturn:
     """Stage 1 (runs in the child of ``silo-runtime create``)."""
+    seen: set[str] = set()
     try:
         os.setsid()
-        if a.cgroup is not None:
-            a.cgroup.add(os.getpid())
+        preload(bool((a.spec.get("linux") or {}).get("seccomp")))
         for _kind, fd in a.join_fds:
             libc.setns(fd, 0)
             os.close(fd)
         if a.new_ns & libc.CLONE_NEWUSER:
             libc.unshare(libc.CLONE_NEWUSER)
             chan.send("userns")
-            if chan.recv()[0] != "go":
-                os._exit(1)
+            expect(chan, "go", seen)
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
-        rest = a.new_ns & ~libc.CLONE_NEWUSER
+        rest = a.new_ns & ~(libc.CLONE_NEWUSER | libc.CLONE_NEWCGROUP)
         if rest:
             libc.unshare(rest)
+        # The runtime moves us into the container's cgroup while we got this far (the first
+        # move costs an RCU grace period, milliseconds). The cgroup namespace's root is the
+        # cgroup we are in when we unshare it, and stage 2 must be born inside the cgroup.
+        expect(chan, "cgroup-joined", seen)
+        if a.new_ns & libc.CLONE_NEWCGROUP:
+            libc.unshare(libc.CLONE_NEWCGROUP)
         if a.new_ns & libc.CLONE_NEWPID or any(k == "pid" for k, _ in a.join_fds):
             pid = os.fork()
             if pid:
@@ -120,22 +133,22 @@ def create_child(a: InitArgs, chan: Channel) -> NoReturn:
                 os._exit(0)
         else:
             chan.send("pid", str(os.getpid()))
-        container_init(a, chan)
+        container_init(a, chan, seen)
     except BaseException as err:
         fail(chan, err)
 
 
-def container_init(a: InitArgs, chan: Channel) -> NoReturn:
+def container_init(a: InitArgs, chan: Channel, seen: set[str]) -> NoReturn:
     """Stage 2: pid 1 of the container until execve."""
     from silo.kernel import proc, rootfs
+    from silo.kernel.mounts import secure_join
 
     spec = a.spec
     linux = spec.get("linux") or {}
     process = spec["process"]
     if a.has_runtime_hooks:
         chan.send("hooks")  # the runtime runs prestart and createRuntime hooks now
-        if chan.recv()[0] != "go":
-            os._exit(1)
+        expect(chan, "hooks-done", seen)
     rootfs.prepare(a.rootfs, a.mounts, a.bundle,
                    propagation=propagation_flags(linux.get("rootfsPropagation", "")),
                    devices=linux.get("devices") or [],
@@ -146,7 +159,7 @@ def container_init(a: InitArgs, chan: Channel) -> NoReturn:
 
         hk.run("createContainer", hooks["createContainer"], a.state)
     cwd = process.get("cwd", "/")
-    cwd_host = rootfs.secure_join(a.rootfs, cwd)
+    cwd_host = secure_join(a.rootfs, cwd)
     if not os.path.isdir(cwd_host):
         os.makedirs(cwd_host, 0o755)
     rootfs.pivot(a.rootfs)
@@ -179,6 +192,15 @@ def container_init(a: InitArgs, chan: Channel) -> NoReturn:
         hk.run("startContainer", hooks["startContainer"], state)
     exec_process(process, linux.get("seccomp"), resolved=proc.lookup_executable(
         process["args"][0], env_path(process), process.get("cwd", "/")))
+
+
+def expect(chan: Channel, tag: str, seen: set[str]) -> None:
+    """Wait for ``tag`` from the runtime, remembering other tags that arrive first."""
+    while tag not in seen:
+        got, _ = chan.recv()
+        if got == "eof":
+            os._exit(1)
+        seen.add(got)
 
 
 def propagation_flags(name: str) -> int:
@@ -276,13 +298,12 @@ def load_seccomp(profile: dict[str, Any]) -> None:
 
 
 class ExecArgs:
-    __slots__ = ("process", "seccomp", "join_fds", "cgroup", "console_fd")
+    __slots__ = ("console_fd", "join_fds", "process", "seccomp")
 
     def __init__(self) -> None:
         self.process: dict[str, Any] = {}
         self.seccomp: dict[str, Any] | None = None
         self.join_fds: list[tuple[str, int]] = []
-        self.cgroup: Cgroup | None = None
         self.console_fd = -1
 
 
@@ -292,11 +313,11 @@ def exec_child(a: ExecArgs, chan: Channel) -> NoReturn:
 
     try:
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
-        if a.cgroup is not None:
-            a.cgroup.add(os.getpid())
+        preload(bool(a.seccomp))
         for _kind, fd in a.join_fds:
             libc.setns(fd, 0)
             os.close(fd)
+        expect(chan, "cgroup-joined", set())  # see create_child
         if any(k == "pid" for k, _ in a.join_fds):
             pid = os.fork()
             if pid:

@@ -7,9 +7,8 @@ to it and can be waited for.
 
 from __future__ import annotations
 
-import os
-
 import _signal
+import os
 
 FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 

@@ -7,10 +7,9 @@ own ``/dev/pts/N`` of its devpts instance; the master is sent to whoever listens
 
 from __future__ import annotations
 
+import _socket
 import os
 import sys
-
-import _socket
 
 TIOCSCTTY = 0x540E
 TIOCSWINSZ = 0x5414

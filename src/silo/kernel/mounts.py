@@ -51,7 +51,7 @@ ALL_OPTIONS = sorted(set(FLAGS) | set(PROPAGATION) | RECURSIVE_ATTRS | OTHER)
 class MountSpec:
     """One parsed OCI mount: flags, propagation and the data string for the filesystem."""
 
-    __slots__ = ("destination", "flags", "propagation", "source", "type", "data", "extra")
+    __slots__ = ("data", "destination", "extra", "flags", "propagation", "source", "type")
 
     def __init__(self, m: dict[str, object], where: str) -> None:
         dest = m.get("destination")

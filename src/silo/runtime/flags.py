@@ -20,7 +20,7 @@ MULTI = "multi"
 
 
 class Flag:
-    __slots__ = ("name", "kind", "short", "default", "help")
+    __slots__ = ("default", "help", "kind", "name", "short")
 
     def __init__(self, name: str, kind: str, short: str = "", default: Any = None,
                  help: str = "") -> None:
@@ -51,9 +51,10 @@ def parse(flags: list[Flag], argv: list[str], where: str) -> tuple[dict[str, Any
         if not tok.startswith("-") or tok == "-":
             return values, argv[i:]
         name, eq, inline = tok.partition("=")
-        f = by_name.get(name)
-        if f is None:
+        found = by_name.get(name)
+        if found is None:
             raise InvalidArgument(f"{where}: flag provided but not defined: {name}", field=name)
+        f = found
         key = f.name.replace("-", "_")
         if f.kind == BOOL:
             if eq:

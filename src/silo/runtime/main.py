@@ -39,7 +39,7 @@ VERBS = ("create", "start", "run", "state", "list", "kill", "delete", "exec", "p
 
 
 class Globals:
-    __slots__ = ("root", "log", "log_format", "debug", "verb")
+    __slots__ = ("debug", "log", "log_format", "root", "verb")
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.root: str = values["root"]
@@ -102,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         code: int = module.run(g, rest[1:])
         return code
     except SiloError as err:
-        msg = err.describe() if not err.message.startswith(err.op) else err.message
-        report(g, msg)
+        report(g, err.message)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import _json
 
+from silo.errors import InvalidArgument
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-from silo.errors import InvalidArgument
 
 _WS = " \t\n\r"
 
@@ -32,7 +32,7 @@ class _Context:
         return {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}[name]
 
 
-_scan_once = _json.make_scanner(_Context())
+_scan_once = _json.make_scanner(_Context())  # type: ignore[arg-type]
 
 
 def _floatstr(o: float) -> str:

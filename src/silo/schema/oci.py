@@ -1,4 +1,4 @@
-"""The OCI runtime spec (config.json, 1.0–1.2) and runtime state documents: shape checks.
+"""The OCI runtime spec (config.json, 1.0 to 1.2) and runtime state documents: shape checks.
 
 :func:`validate` checks every field silo reads for type and value and raises
 :class:`~silo.errors.InvalidArgument` naming the field (``process.user.uid``). Checks that need
@@ -178,7 +178,8 @@ def validate_linux(linux: dict[str, Any], doc: dict[str, Any]) -> None:
             raise _bad(f, "must be an object")
         t = ns.get("type")
         if t not in NAMESPACES:
-            raise _bad(f + ".type", f"unknown namespace type {t!r} (known: {', '.join(NAMESPACES)})")
+            known = ", ".join(NAMESPACES)
+            raise _bad(f + ".type", f"unknown namespace type {t!r} (known: {known})")
         if t in seen:
             raise _bad(f + ".type", f"namespace {t!r} is listed twice")
         seen.add(t)
@@ -196,11 +197,11 @@ def validate_linux(linux: dict[str, Any], doc: dict[str, Any]) -> None:
                 _int(m.get(k), f"{f}.{k}", 0, 0xFFFFFFFF)
             if m["size"] == 0:
                 raise _bad(f + ".size", "must be > 0")
-    if "user" in seen and not any(ns.get("path") for ns in linux.get("namespaces", [])
-                                  if ns.get("type") == "user"):
-        if not linux.get("uidMappings") or not linux.get("gidMappings"):
-            raise _bad("linux.uidMappings", "a new user namespace needs uidMappings and "
-                       "gidMappings")
+    new_userns = "user" in seen and not any(
+        ns.get("path") for ns in linux.get("namespaces", []) if ns.get("type") == "user")
+    if new_userns and (not linux.get("uidMappings") or not linux.get("gidMappings")):
+        raise _bad("linux.uidMappings", "a new user namespace needs uidMappings and "
+                   "gidMappings")
     if doc.get("hostname") and "uts" not in seen:
         raise _bad("hostname", "setting a hostname needs a uts namespace")
     if doc.get("domainname") and "uts" not in seen:

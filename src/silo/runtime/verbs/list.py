@@ -21,7 +21,7 @@ def run(g: Globals, argv: list[str]) -> int:
     opts, args = parse(FLAGS, argv, "list")
     if args:
         raise InvalidArgument('"list" takes no arguments', field="args")
-    states = [c.state() for c in Container.list(g.root)]
+    states = [c.state() for c in Container.list_all(g.root)]
     if opts["quiet"]:
         write_out("".join(s["id"] + "\n" for s in states))
     elif opts["format"] == "json":
