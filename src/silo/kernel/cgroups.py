@@ -83,6 +83,22 @@ def _write_file(path: str, value: str) -> None:
         os.close(fd)
 
 
+# The other calls that change the kernel's state, kept as module functions so that unit tests can
+# put a fake kernel (a temp tree with cgroupfs' write semantics) behind them.
+
+
+def _sys_mkdir(path: str) -> None:
+    os.mkdir(path, 0o755)
+
+
+def _sys_rmdir(path: str) -> None:
+    os.rmdir(path)
+
+
+def _sys_kill(pid: int, sig: int) -> None:
+    os.kill(pid, sig)
+
+
 def _read_keyed(path: str) -> dict[str, int]:
     """A flat-keyed file ("key value" lines: memory.stat, cpu.stat, memory.events)."""
     out: dict[str, int] = {}
@@ -945,7 +961,7 @@ class Cgroup:
             for name in components:
                 parent, current = current, current + "/" + name
                 try:
-                    os.mkdir(current, 0o755)
+                    _sys_mkdir(current)
                 except FileExistsError:
                     pass
                 except OSError as err:
@@ -1018,7 +1034,7 @@ class Cgroup:
         delay = 0.001
         while True:
             try:
-                os.rmdir(path)
+                _sys_rmdir(path)
                 return
             except FileNotFoundError:
                 return
@@ -1132,16 +1148,26 @@ class Cgroup:
                 if not os.path.isdir(directory):
                     raise errors.NotFound(f"cgroup {directory} does not exist",
                                           op="cgroup::apply", obj=self.path) from err
-                raise _unsupported(field, f"this host has no {name} in {directory}",
+                raise _unsupported(field, self._missing(directory, name),
                                    op="cgroup::apply", obj=self.path) from err
             raise self._error(err, f"write {value!r} to {path}", "cgroup::apply") from err
+
+    def _missing(self, directory: str, name: str) -> str:
+        """Why a cgroup's file is absent: a controller not enabled there, or not in this kernel."""
+        ctrl = name.split(".")[0]
+        if directory == self.paths.get("unified") and ctrl in self._v2_available() \
+                and ctrl not in _controllers(directory + "/cgroup.controllers"):
+            return (f"the {ctrl} controller is not enabled for {directory} (its parent's "
+                    "cgroup.subtree_control lacks it; a parent that holds processes cannot "
+                    "enable controllers)")
+        return f"this host has no {name} in {directory}"
 
     def _get(self, directory: str, name: str, field: str) -> str:
         try:
             return _read(f"{directory}/{name}").strip()
         except OSError as err:
             if err.errno == errno.ENOENT and os.path.isdir(directory):
-                raise _unsupported(field, f"this host has no {name} in {directory}",
+                raise _unsupported(field, self._missing(directory, name),
                                    op="cgroup::apply", obj=self.path) from err
             raise self._error(err, f"read {directory}/{name}", "cgroup::apply") from err
 
@@ -1496,7 +1522,7 @@ class Cgroup:
         try:
             for pid in self.pids():
                 try:
-                    os.kill(pid, sig)
+                    _sys_kill(pid, sig)
                 except ProcessLookupError:
                     continue
                 except OSError as err:
