@@ -838,8 +838,18 @@ def _attach_device_program(cgroup_dir: str, code: bytes) -> None:
 # --------------------------------------------------------------------------------------------
 # A container's cgroup.
 
+# What a write of a bad value gets back: EINVAL (malformed, or outside what the parent allows),
+# EBUSY (memory limit below usage), ERANGE/EOVERFLOW (too large), ENOSPC (cpuset with no cpus),
+# ENODEV/ENXIO (a device number that names no device).
 _REFUSED = frozenset((errno.EINVAL, errno.EBUSY, errno.ERANGE, errno.EOVERFLOW, errno.ENOSPC,
-                      errno.EDOM, errno.E2BIG))
+                      errno.EDOM, errno.E2BIG, errno.ENODEV, errno.ENXIO))
+
+# v1 answers a value its parent cgroup does not allow with a permission error.
+_REFUSED_BY_PARENT = {
+    (errno.EACCES, "cpuset.cpus"): "not within the parent cgroup's cpuset.cpus",
+    (errno.EACCES, "cpuset.mems"): "not within the parent cgroup's cpuset.mems",
+    (errno.EPERM, "devices.allow"): "the parent cgroup does not allow that device",
+}
 
 
 def _shares_to_weight(shares: int) -> int:
@@ -1140,10 +1150,11 @@ class Cgroup:
         try:
             _write_file(path, value)
         except OSError as err:
-            if err.errno in _REFUSED:
-                raise errors.invalid(
-                    field, f"the kernel refused {value!r} for {name}: {os.strerror(err.errno)}",
-                    op="cgroup::apply", obj=self.path) from err
+            code = err.errno or 0
+            if code in _REFUSED or (code, name) in _REFUSED_BY_PARENT:
+                reason = _REFUSED_BY_PARENT.get((code, name)) or os.strerror(code)
+                raise errors.invalid(field, f"the kernel refused {value!r} for {name}: {reason}",
+                                     op="cgroup::apply", obj=self.path) from err
             if err.errno == errno.ENOENT:
                 if not os.path.isdir(directory):
                     raise errors.NotFound(f"cgroup {directory} does not exist",
