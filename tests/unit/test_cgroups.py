@@ -591,6 +591,12 @@ def test_what_the_host_lacks_is_not_supported(resources: dict[str, Any], field: 
     assert str(info.value).startswith(field + ": ")
 
 
+def test_cpu_lists_are_left_to_the_kernel_when_the_host_does_not_say(tmp_path: Path) -> None:
+    validate({"cpu": {"cpus": "7", "mems": "0"}}, str(tmp_path / "no-sysfs"))
+    with pytest.raises(errors.InvalidArgument):      # no node list: node 0 only
+        validate({"cpu": {"mems": "1"}}, str(tmp_path / "no-sysfs"))
+
+
 def test_parse_cpu_list() -> None:
     assert cgroups.parse_cpu_list("0-2,7, 9-9\n") == [(0, 2), (7, 7), (9, 9)]
     for bad in ("", ",", "1-", "-1", "3-1", "x", "1 2", "\uff11"):

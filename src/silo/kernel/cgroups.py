@@ -307,8 +307,11 @@ def _online(path: str, fallback: str) -> tuple[str, set[int]]:
     except OSError:
         text = fallback
     members: set[int] = set()
-    for first, last in parse_cpu_list(text):
-        members.update(range(first, last + 1))
+    try:
+        for first, last in parse_cpu_list(text):
+            members.update(range(first, last + 1))
+    except ValueError:
+        return text, set()      # unreadable or empty: the caller leaves it to the kernel
     return text, members
 
 
@@ -868,8 +871,9 @@ class Cgroup:
     ``path`` is OCI ``linux.cgroupsPath``: absolute ("/default/abc") is below each hierarchy's
     root, relative ("abc") is below the calling process's own cgroup in each hierarchy.
     ``paths`` maps each v1 controller to the container's directory for it, and "unified" to
-    its cgroup2 directory. ``root_prefix`` is put before every mountpoint (a fake root in
-    tests); ``proc_cgroup`` is where the caller's own cgroups are read for a relative path.
+    its cgroup2 directory. ``root_prefix`` is put before every mountpoint and before /sys (a
+    fake root in tests); ``proc_cgroup`` is where the caller's own cgroups are read for a
+    relative path.
 
     Errors: InvalidArgument names the field the kernel refused; NotSupported names a setting
     this host has no file for; NotFound when the cgroup or a process is gone; InvalidState when
@@ -889,6 +893,7 @@ class Cgroup:
         if "\0" in path:
             raise errors.invalid("linux.cgroupsPath", "must not contain NUL")
         self.path = path
+        self._sysfs = root_prefix + "/sys"
         self.layout = layout = layout or detect()
         own = own_cgroup_paths(proc_cgroup) if not path.startswith("/") else {}
         self.paths: dict[str, str] = {}
@@ -1035,7 +1040,7 @@ class Cgroup:
         """
         deadline = time.monotonic() + _DESTROY_TIMEOUT
         for leaf in self._dirs():
-            for top, dirs, _files in _walk_bottom_up(leaf):
+            for top, dirs, _files in os.walk(leaf, topdown=False):
                 for sub in dirs:
                     self._rmdir(f"{top}/{sub}", deadline)
             self._rmdir(leaf, deadline)
@@ -1081,7 +1086,7 @@ class Cgroup:
         Checks everything first (:func:`validate_resources` plus this cgroup's files), then
         writes group by group; a refusal by the kernel stops there, naming the field.
         """
-        _check_shape(resources, where, "/sys")
+        _check_shape(resources, where, self._sysfs)
         v2_available = self._v2_available()
         _check_support(resources, where, self.layout, v2_available, "unified" in self.paths)
         if self.layout.mode == "hybrid":
@@ -1415,7 +1420,7 @@ class Cgroup:
         """Every process in the cgroup and the cgroups below it; [] if the cgroup is gone."""
         top = self._tracking_dir()
         found: list[int] = []
-        for directory, _dirs, _files in _walk_top_down(top):
+        for directory, _dirs, _files in os.walk(top):
             try:
                 text = _read(directory + "/cgroup.procs")
             except FileNotFoundError:
@@ -1755,11 +1760,3 @@ def _opt_keyed(path: str) -> dict[str, int] | None:
 def _put(target: dict[str, Any], key: str, value: object) -> None:
     if value is not None:
         target[key] = value
-
-
-def _walk_top_down(top: str) -> Iterable[tuple[str, list[str], list[str]]]:
-    return os.walk(top)
-
-
-def _walk_bottom_up(top: str) -> Iterable[tuple[str, list[str], list[str]]]:
-    return os.walk(top, topdown=False)
