@@ -36,6 +36,8 @@ __all__ = [
     "Cgroup",
     "Layout",
     "detect",
+    "device_program",
+    "device_state",
     "own_cgroup_paths",
     "parse_cpu_list",
     "parse_mountinfo",
