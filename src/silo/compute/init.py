@@ -15,8 +15,9 @@ Design notes:
 - Processes that enter an existing container (exec) are made non-dumpable before they join,
   so the container cannot open their /proc/PID/exe (the host's interpreter) and write through
   it later (the CVE-2019-5736 class).
-- Every file descriptor above 2 is marked close-on-exec before execve, and the working
-  directory is set inside the container: no host fd or cwd leaks in (CVE-2024-21626 class).
+- Stage 1 closes every descriptor it did not bring itself, everything left is marked
+  close-on-exec before execve, and the working directory must resolve inside the container:
+  no host fd or cwd leaks in (CVE-2024-21626 class).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import os
 
 from silo.compute.channel import Channel
-from silo.errors import SiloError
+from silo.errors import InvalidArgument, SiloError
 from silo.kernel import libc
 
 TYPE_CHECKING = False
@@ -54,6 +55,19 @@ def preload(seccomp: bool) -> None:
         from silo.kernel import seccomp as _seccomp  # noqa: F401
 
         libc.libseccomp()
+
+
+def close_inherited(keep: list[int]) -> None:
+    """Close every descriptor above 2 but ``keep``. Whatever the caller of silo-runtime left
+    open (a host directory, say) would otherwise be reachable from the container as
+    /proc/self/fd/N until execve, for instance as ``process.cwd`` (the CVE-2024-21626 class);
+    close-on-exec comes too late for that."""
+    low = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        if fd > low:
+            libc.close_range(low, fd - 1)
+        low = fd + 1
+    libc.close_range(low)
 
 
 def fail(chan: Channel, err: BaseException) -> NoReturn:
@@ -106,6 +120,7 @@ def create_child(a: InitArgs, chan: Channel) -> NoReturn:
     """Stage 1 (runs in the child of ``silo-runtime create``)."""
     seen: set[str] = set()
     try:
+        close_inherited([chan.fd, a.fifo_fd, a.console_fd, *(fd for _, fd in a.join_fds)])
         os.setsid()
         preload(bool((a.spec.get("linux") or {}).get("seccomp")))
         for _kind, fd in a.join_fds:
@@ -161,7 +176,11 @@ def container_init(a: InitArgs, chan: Channel, seen: set[str]) -> NoReturn:
     cwd = process.get("cwd", "/")
     cwd_host = secure_join(a.rootfs, cwd)
     if not os.path.isdir(cwd_host):
-        os.makedirs(cwd_host, 0o755)
+        try:
+            os.makedirs(cwd_host, 0o755)
+        except OSError as err:
+            raise InvalidArgument(f"process.cwd: cannot create {cwd!r}: {err.strerror}",
+                                  field="process.cwd") from err
     rootfs.pivot(a.rootfs)
     if linux.get("sysctl"):
         rootfs.write_sysctls(linux["sysctl"])
@@ -227,6 +246,11 @@ def prepare_process(process: dict[str, Any], console_fd: int, chan: Channel) -> 
     except OSError as err:
         raise InvalidArgument(f"process.cwd: cannot enter {cwd!r}: {err.strerror}",
                               field="process.cwd") from err
+    try:
+        os.getcwd()  # ENOENT when the directory is not below our root ("(unreachable)/...")
+    except OSError:
+        raise InvalidArgument(f"process.cwd: {cwd!r} is outside the container",
+                              field="process.cwd") from None
     proc.apply_rlimits(process.get("rlimits"))
     if "oomScoreAdj" in process:
         try:
@@ -313,6 +337,7 @@ def exec_child(a: ExecArgs, chan: Channel) -> NoReturn:
 
     try:
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
+        close_inherited([chan.fd, a.console_fd, *(fd for _, fd in a.join_fds)])
         preload(bool(a.seccomp))
         for _kind, fd in a.join_fds:
             libc.setns(fd, 0)
