@@ -22,15 +22,25 @@ class Channel:
         return Channel(a.detach()), Channel(b.detach())
 
     def send(self, tag: str, payload: str = "") -> None:
+        """Send one message. A peer that is already gone is not an error here: the next
+        :meth:`recv` returns what it sent before it went (its error, usually), then EOF."""
         msg = f"{tag} {payload}" if payload else tag
-        os.write(self.fd, msg.encode())
+        try:
+            os.write(self.fd, msg.encode())
+        except BrokenPipeError:
+            pass
 
     def recv(self) -> tuple[str, str]:
         """Next message; ``("eof", "")`` when the other side is gone."""
         try:
             data = os.read(self.fd, 65536)
         except ConnectionResetError:
-            data = b""
+            # The peer closed with a message of ours unread. The kernel reports that once,
+            # ahead of the messages the peer sent before closing: read those.
+            try:
+                data = os.read(self.fd, 65536)
+            except ConnectionResetError:
+                data = b""
         if not data:
             return "eof", ""
         text = data.decode(errors="replace")
