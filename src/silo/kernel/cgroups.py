@@ -1762,3 +1762,42 @@ def _opt_keyed(path: str) -> dict[str, int] | None:
 def _put(target: dict[str, Any], key: str, value: object) -> None:
     if value is not None:
         target[key] = value
+
+
+def start_priming(layout: Layout | None = None) -> None:
+    """Start, in a background thread, a no-op move of this process into its own cgroup.
+
+    Design note: every write to a ``cgroup.procs`` file takes the kernel's global
+    ``cgroup_threadgroup_rwsem`` for writing, and the first writer after a quiet period waits
+    for an RCU grace period (5-15 ms on an idle host) before the lock is switched to its slow
+    mode; writers that follow within a grace period are fast. Starting one harmless write
+    early lets that wait run alongside the runtime's own work (reading and checking the
+    config, forking), so the real move of the container's first process is quick. Failure is
+    ignored: this is only an optimisation.
+    """
+    import _thread
+
+    lay = layout or detect()
+    own = own_cgroup_paths()
+    target = None
+    for ctrl, mnt in lay.v1.items():
+        if ctrl in own:
+            target = f"{mnt}{own[ctrl].rstrip('/')}/cgroup.procs"
+            break
+    if target is None and lay.v2 is not None and "" in own:
+        target = f"{lay.v2}{own[''].rstrip('/')}/cgroup.procs"
+    if target is None:
+        return
+    path = target
+
+    def move_self() -> None:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+
+    _thread.start_new_thread(move_self, ())
