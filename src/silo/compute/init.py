@@ -70,6 +70,21 @@ def close_inherited(keep: list[int]) -> None:
     libc.close_range(low)
 
 
+def join_namespace(spec: dict[str, Any], kind: str, fd: int) -> None:
+    """setns into a namespace given by path, telling the kernel which type it must be: with
+    nstype 0 any namespace file is accepted, and a pid namespace's file given as "network"
+    would leave the container in the host's network namespace."""
+    try:
+        libc.setns(fd, NS_FLAGS[kind])
+    except OSError as err:
+        namespaces = (spec.get("linux") or {}).get("namespaces") or []
+        i, path = next((i, ns.get("path")) for i, ns in enumerate(namespaces)
+                       if ns.get("type") == kind)
+        why = f"it is not a {kind} namespace" if err.errno == 22 else err.strerror
+        raise InvalidArgument(f"linux.namespaces[{i}].path: cannot join {path!r}: {why}",
+                              field=f"linux.namespaces[{i}].path") from err
+
+
 def fail(chan: Channel, err: BaseException) -> NoReturn:
     msg: str
     if isinstance(err, SiloError):
@@ -123,8 +138,8 @@ def create_child(a: InitArgs, chan: Channel) -> NoReturn:
         close_inherited([chan.fd, a.fifo_fd, a.console_fd, *(fd for _, fd in a.join_fds)])
         os.setsid()
         preload(bool((a.spec.get("linux") or {}).get("seccomp")))
-        for _kind, fd in a.join_fds:
-            libc.setns(fd, 0)
+        for kind, fd in a.join_fds:
+            join_namespace(a.spec, kind, fd)
             os.close(fd)
         if a.new_ns & libc.CLONE_NEWUSER:
             libc.unshare(libc.CLONE_NEWUSER)
