@@ -194,6 +194,13 @@ class Container:
                 merged[k] = v
         self.save()
 
+    def exec(self, process: dict[str, Any], *, console_socket: str = "", pid_file: str = "",
+             detach: bool = True) -> int:
+        from silo.compute.exec import exec_process
+
+        return exec_process(self, process, console_socket=console_socket, pid_file=pid_file,
+                            detach=detach)
+
     def delete(self, force: bool = False) -> None:
         status = self.status()
         if force and status != lifecycle.STOPPED:
@@ -283,3 +290,9 @@ def read_config(bundle: str) -> dict[str, Any]:
 def already_exists(cid: str) -> AlreadyExists:
     return AlreadyExists(f"container with id {cid!r} already exists", op="compute::create",
                          obj=cid)
+
+
+if TYPE_CHECKING:
+    from silo.compute.system import ComputeSystem
+
+    _check: type[ComputeSystem] = Container

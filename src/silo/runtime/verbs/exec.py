@@ -32,7 +32,7 @@ FLAGS = [
 
 
 def run(g: Globals, argv: list[str]) -> int:
-    from silo.compute.exec import exec_process, process_from_args
+    from silo.compute.exec import process_from_args
 
     opts, args = parse(FLAGS, argv, "exec")
     if not args:
@@ -59,6 +59,6 @@ def run(g: Globals, argv: list[str]) -> int:
         if opts["additional_gids"]:
             process.setdefault("user", {})["additionalGids"] = [
                 int(x) for x in opts["additional_gids"]]
-    result = exec_process(c, process, console_socket=opts["console_socket"],
-                          pid_file=opts["pid_file"], detach=opts["detach"])
+    result = c.exec(process, console_socket=opts["console_socket"],
+                    pid_file=opts["pid_file"], detach=opts["detach"])
     return 0 if opts["detach"] else result
