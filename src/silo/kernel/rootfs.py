@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import stat
 
+from silo.errors import InvalidArgument
 from silo.kernel import libc
 from silo.kernel.mounts import MountSpec, make_target, mount_one, secure_join
 
@@ -44,10 +45,22 @@ def prepare(rootfs: str, mounts: list[MountSpec], bundle: str, *, propagation: i
             devices: list[dict[str, object]], in_userns: bool) -> None:
     """Steps before pivot_root: propagation, the rootfs bind, the mounts, /dev."""
     libc.mount(None, "/", None, propagation or PROPAGATION_DEFAULT)
-    libc.mount(rootfs, rootfs, None, libc.MS_BIND | libc.MS_REC)
+    try:
+        libc.mount(rootfs, rootfs, None, libc.MS_BIND | libc.MS_REC)
+    except OSError as err:
+        raise InvalidArgument("root.path: cannot bind the rootfs onto itself: "
+                              f"{os.strerror(err.errno) if err.errno else err.strerror}"
+                              " (in a user namespace, its root must be able to reach it)",
+                              field="root.path") from err
     dev_is_bind = False
-    for spec in mounts:
-        mount_one(rootfs, spec, bundle)
+    for i, spec in enumerate(mounts):
+        try:
+            mount_one(rootfs, spec, bundle)
+        except OSError as err:
+            why = os.strerror(err.errno) if err.errno else err.strerror  # not libc's detail
+            raise InvalidArgument(f"mounts[{i}]: cannot mount {spec.type or 'bind'} "
+                                  f"{spec.source!r} on {spec.destination}: {why}",
+                                  field=f"mounts[{i}]") from err
         if spec.destination == "/dev" and spec.is_bind:
             dev_is_bind = True
     if not dev_is_bind:
@@ -108,8 +121,12 @@ def chroot_instead(rootfs: str) -> None:
 def write_sysctls(sysctl: dict[str, str]) -> None:
     for key, value in sysctl.items():
         path = "/proc/sys/" + key.replace(".", "/")
-        with open(path, "w") as f:
-            f.write(value)
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as err:
+            raise InvalidArgument(f"linux.sysctl.{key}: cannot set {value!r}: {err.strerror}",
+                                  field=f"linux.sysctl.{key}") from err
 
 
 def mask_paths(paths: list[str]) -> None:
