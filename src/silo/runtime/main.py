@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             start_priming()
         if verb not in VERBS:
             raise InvalidArgument(f"no such command: {verb!r}", field="command")
+        if g.debug:
+            g.log_line("debug", f"{verb} {' '.join(rest[1:])} (root {g.root})")
         import importlib
 
         module = importlib.import_module(f"silo.runtime.verbs.{verb}")
