@@ -32,7 +32,10 @@ class Flag:
 
 
 def parse(flags: list[Flag], argv: list[str], where: str) -> tuple[dict[str, Any], list[str]]:
-    """Parse ``argv``; returns (values by flag name with dashes as underscores, positionals)."""
+    """Parse ``argv``; returns (values by flag name with dashes as underscores, positionals).
+
+    ``where`` (the verb) is not repeated in error messages: ``main.report`` already puts
+    "silo-runtime VERB:" in front of them."""
     by_name: dict[str, Flag] = {}
     for f in flags:
         by_name["--" + f.name] = f
@@ -53,13 +56,13 @@ def parse(flags: list[Flag], argv: list[str], where: str) -> tuple[dict[str, Any
         name, eq, inline = tok.partition("=")
         found = by_name.get(name)
         if found is None:
-            raise InvalidArgument(f"{where}: flag provided but not defined: {name}", field=name)
+            raise InvalidArgument(f"flag provided but not defined: {name}", field=name)
         f = found
         key = f.name.replace("-", "_")
         if f.kind == BOOL:
             if eq:
                 if inline not in ("true", "false", "1", "0"):
-                    raise InvalidArgument(f"{where}: {name}: {inline!r} is not a boolean",
+                    raise InvalidArgument(f"{name}: {inline!r} is not a boolean",
                                           field=name)
                 values[key] = inline in ("true", "1")
             else:
@@ -71,14 +74,14 @@ def parse(flags: list[Flag], argv: list[str], where: str) -> tuple[dict[str, Any
             i += 1
         else:
             if i + 1 >= len(argv):
-                raise InvalidArgument(f"{where}: flag needs an argument: {name}", field=name)
+                raise InvalidArgument(f"flag needs an argument: {name}", field=name)
             val = argv[i + 1]
             i += 2
         if f.kind == INT:
             try:
                 values[key] = int(val)
             except ValueError:
-                raise InvalidArgument(f"{where}: {name}: {val!r} is not an integer",
+                raise InvalidArgument(f"{name}: {val!r} is not an integer",
                                       field=name) from None
         elif f.kind == MULTI:
             values[key].append(val)
