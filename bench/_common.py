@@ -1,0 +1,72 @@
+"""What the benchmark scripts share: the repo root, the peers helpers of the end-to-end tier
+(busybox rootfs, isolated containerd), timing of one command, and the result table.
+
+Benchmarks measure silo and its peers side by side in one run and print ratios; they assert
+nothing about time.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
+
+import peers  # noqa: E402  (found through the path above)
+
+__all__ = ["REPO_ROOT", "Failure", "peers", "print_table", "timed"]
+
+
+class Failure(Exception):
+    """A command under measurement failed; carries its argv, status and stderr."""
+
+    def __init__(self, what: str, argv: Sequence[str], status: int, stderr: str) -> None:
+        self.argv = list(argv)
+        self.status = status
+        self.stderr = stderr.strip()
+        self.last_line = self.stderr.splitlines()[-1] if self.stderr else "(no stderr)"
+        super().__init__(f"`{what}` exited {status}: {self.last_line}")
+
+
+def timed(argv: Sequence[str], *, what: str = "", cwd: str | Path | None = None,
+          timeout: float = 60) -> float:
+    """Wall seconds of one command, with stdio that never blocks it.
+
+    stdout goes to /dev/null and stderr to a file, never a pipe: a runtime's ``create`` hands
+    its stdio to the container's init, and a pipe would hold the caller until the init exits.
+    """
+    with tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=err, cwd=cwd, timeout=timeout, check=False)
+        elapsed = time.perf_counter() - started
+        if proc.returncode != 0:
+            err.seek(0)
+            raise Failure(what or Path(argv[0]).name, argv, proc.returncode,
+                          err.read().decode(errors="replace"))
+    return elapsed
+
+
+def median_ms(samples: Sequence[float]) -> float | None:
+    return statistics.median(samples) * 1000 if samples else None
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    print(line)
+    print("-|-".join("-" * w for w in widths))
+    for row in rows:
+        print(" | ".join(str(c).rjust(w) if i else str(c).ljust(w)
+                         for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+
+
+def executable(path: str | Path | None) -> bool:
+    return bool(path) and os.path.isfile(str(path)) and os.access(str(path), os.X_OK)
