@@ -96,7 +96,10 @@ def fail(chan: Channel, err: BaseException) -> NoReturn:
     else:
         msg = f"{type(err).__name__}: {err}"
     try:
-        chan.send("error", msg)
+        if chan.fd >= 0:
+            chan.send("error", msg)
+        else:  # after "ready" (a startContainer hook): the container's stderr is all we have
+            os.write(2, f"silo-runtime: {msg}\n".encode())
     except OSError:
         pass
     os._exit(1)
@@ -184,9 +187,11 @@ def container_init(a: InitArgs, chan: Channel, seen: set[str]) -> NoReturn:
                    devices=linux.get("devices") or [],
                    in_userns=bool(a.new_ns & libc.CLONE_NEWUSER))
     hooks = spec.get("hooks") or {}
-    if hooks.get("createContainer"):
+    if hooks.get("createContainer") or hooks.get("startContainer"):
+        # Now, from the host: after pivot_root an import would run the image's code with the
+        # runtime's privileges (see the design notes).
         from silo.compute import hooks as hk
-
+    if hooks.get("createContainer"):
         hk.run("createContainer", hooks["createContainer"], a.state)
     cwd = process.get("cwd", "/")
     cwd_host = secure_join(a.rootfs, cwd)
@@ -220,8 +225,6 @@ def container_init(a: InitArgs, chan: Channel, seen: set[str]) -> NoReturn:
         os._exit(1)  # EOF: the fifo was removed without start (delete of a created container)
     os.close(a.fifo_fd)
     if hooks.get("startContainer"):
-        from silo.compute import hooks as hk
-
         state = dict(a.state, status="running", pid=os.getpid())
         hk.run("startContainer", hooks["startContainer"], state)
     exec_process(process, linux.get("seccomp"), resolved=proc.lookup_executable(
