@@ -20,7 +20,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -184,9 +184,10 @@ class Bundle:
         self.outputs[cid] = self.last_out
         return cid
 
-    def output(self, cid: str) -> str:
-        """What the container's process (created by :meth:`create`) wrote on stdout so far."""
-        return self.outputs[cid].read_text()
+    def output(self, cid: str, stream: str = "out") -> str:
+        """What the container's process (created by :meth:`create`) wrote so far on stdout
+        (``stream="out"``) or stderr (``"err"``)."""
+        return self.outputs[cid].with_suffix("." + stream).read_text()
 
     def start(self, cid: str | None = None) -> str:
         """create + start: a running container (by default ``sleep 300``)."""
@@ -359,3 +360,12 @@ def receive_fd(conn: socket.socket) -> int:
             fds.frombytes(data[: fds.itemsize])
     assert len(fds) == 1, "no pty master received on the console socket"
     return fds[0]
+
+
+def wait_for(cond: Callable[[], object], what: str, deadline: float = 20) -> None:
+    """Poll until ``cond()`` is true; the deadline only stops a hang, it is not measured."""
+    end = time.monotonic() + deadline
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.01)

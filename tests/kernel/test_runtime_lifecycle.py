@@ -7,8 +7,6 @@ import json
 import os
 import socket
 import subprocess
-import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -23,20 +21,12 @@ from tests.kernel.conftest import (
     read_until_closed,
     receive_fd,
     requires_runtime,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.kernel, requires_runtime]
 
 STATE_KEYS = {"ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"}
-
-
-def wait_for(cond: Callable[[], object], what: str, deadline: float = 20) -> None:
-    """Poll until ``cond()`` is true; the deadline only stops a hang, it is not measured."""
-    end = time.monotonic() + deadline
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.01)
 
 
 def alive(pid: int) -> bool:
@@ -308,6 +298,37 @@ def test_hooks_get_the_state_on_stdin(bundle: Bundle) -> None:
     assert [(d["id"], d["status"], d["pid"], d["bundle"]) for d in (pre, post, stop)] == [
         (cid, "creating", pid, str(bundle.path)), (cid, "running", pid, str(bundle.path)),
         (cid, "stopped", pid, str(bundle.path))]
+
+
+def test_create_runtime_create_container_and_start_container_hooks(bundle: Bundle) -> None:
+    inside = bundle.rootfs / "hook.sh"  # startContainer's path resolves in the container
+    inside.write_text("#!/bin/sh\ncat > /dev/shm/startContainer.json\n")
+    inside.chmod(0o755)
+    bundle.spec["hooks"] = {"createRuntime": [{"path": hook(bundle, "createRuntime")}],
+                            "createContainer": [{"path": hook(bundle, "createContainer")}],
+                            "startContainer": [{"path": "/hook.sh"}]}
+    bundle.process["args"] = ["sh", "-c", "cat /dev/shm/startContainer.json; exec sleep 300"]
+    cid = bundle.create()
+    pid = bundle.state(cid)["pid"]
+    for kind in ("createRuntime", "createContainer"):
+        doc = json.loads((bundle.tmp / f"{kind}.json").read_text())
+        assert (doc["id"], doc["status"], doc["bundle"]) == (cid, "creating", str(bundle.path))
+    assert json.loads((bundle.tmp / "createRuntime.json").read_text())["pid"] == pid
+    bundle.ok("start", cid)
+    wait_for(lambda: Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep"),
+             "the container process reaches sleep")
+    doc = json.loads(bundle.output(cid))
+    assert (doc["id"], doc["status"]) == (cid, "running")
+
+
+def test_failing_start_container_hook_says_so(bundle: Bundle) -> None:
+    inside = bundle.rootfs / "hook.sh"
+    inside.write_text("#!/bin/sh\nexit 3\n")
+    inside.chmod(0o755)
+    bundle.spec["hooks"] = {"startContainer": [{"path": "/hook.sh"}]}
+    r = bundle.sh("echo should-not-run")
+    assert r.returncode != 0 and "should-not-run" not in r.stdout
+    assert "hooks.startContainer[0]" in r.stderr and "status 3" in r.stderr, r.stderr
 
 
 def test_hook_timeout_fails_create_and_leaves_nothing(bundle: Bundle) -> None:

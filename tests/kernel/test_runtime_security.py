@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernel.conftest import RUNTIME, Bundle, requires_runtime
+from tests import probes
+from tests.kernel.conftest import RUNTIME, Bundle, requires_runtime, wait_for
 
 pytestmark = [pytest.mark.kernel, requires_runtime]
 
@@ -215,3 +216,51 @@ def test_cwd_through_proc_self_fd_cannot_escape(bundle: Bundle) -> None:
             assert r.returncode == 0 or "process.cwd" in r.stderr, (n, r.stderr)
     finally:
         os.close(fd)
+
+
+def test_image_cannot_plant_code_in_the_runtime(bundle: Bundle) -> None:
+    """After pivot_root, a Python import made by the runtime's init would read the *image* at
+    the host's sys.path: plant a module at every such path and name (silo's own modules, the
+    standard library's) and use every feature that runs code late in the init or an exec."""
+    planted = ("import os\n"
+               "os.write(2, b'PLANTED ' + __name__.encode() + b'\\n')\n"
+               "open('/planted', 'a').write(__name__ + '\\n')\n")
+    src = Path(probes.REPO) / "src"
+    for module in src.rglob("*.py"):
+        dest = bundle.rootfs / str(module).lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(planted)
+    shebang = Path(RUNTIME).read_text().splitlines()[0][2:].split()[0]
+    stdlib = Path(os.path.realpath(shebang)).parent.parent / "lib" / (
+        f"python{sys.version_info.major}.{sys.version_info.minor}")
+    for lib in (stdlib, stdlib / "lib-dynload"):
+        dest = bundle.rootfs / str(lib).lstrip("/")
+        dest.mkdir(parents=True, exist_ok=True)
+        for entry in lib.iterdir():
+            name = entry.name.split(".")[0]
+            if name.isidentifier():
+                (dest / f"{name}.py").write_text(planted)
+    inside = bundle.rootfs / "hook.sh"
+    inside.write_text("#!/bin/sh\ntrue\n")
+    inside.chmod(0o755)
+    bundle.spec["root"]["readonly"] = False
+    bundle.spec["hooks"] = {"startContainer": [{"path": "/hook.sh"}]}
+    bundle.spec["domainname"] = "planted.example"
+    bundle.linux["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    bundle.linux["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
+    bundle.process["user"] = {"uid": 1000, "gid": 1000}
+    bundle.process["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 100}]
+    bundle.process["oomScoreAdj"] = 100
+    cid = bundle.start()
+    pid = bundle.state(cid)["pid"]
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}/cmdline")
+             or Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep"),
+             "the init has executed the container process, or died")
+    assert not (bundle.upper / "planted").exists(), (bundle.upper / "planted").read_text()
+    out = bundle.exec(cid, "sh", "-c", "echo in-exec",
+                      flags=("--user", "1000:1000", "--cwd", "/tmp", "--env", "A=b"))
+    assert out == "in-exec\n"
+    assert bundle.runtime("exec", cid, "no-such-command").returncode != 0
+    assert not (bundle.upper / "planted").exists(), (bundle.upper / "planted").read_text()
+    assert "PLANTED" not in bundle.output(cid, "err")
