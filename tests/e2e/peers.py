@@ -169,7 +169,7 @@ LOGGING_RUNTIME = """\
 #!/bin/sh
 # Appends how it was called to {log}, keeps each create's config.json and each exec's process
 # file in {log_dir} (numbered like the log's lines), then runs {real}.
-n=$(wc -l < {log} 2>/dev/null || echo 0)
+n=$(cat {log} 2>/dev/null | wc -l)
 {{ printf '%s cwd=%s argv:' "$n" "$(pwd)"; for a in "$@"; do printf ' %s' "$a"; done; echo
 }} >> {log}
 bundle=$(pwd); process=; prev=
