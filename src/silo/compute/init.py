@@ -138,6 +138,9 @@ def create_child(a: InitArgs, chan: Channel) -> NoReturn:
     """Stage 1 (runs in the child of ``silo-runtime create``)."""
     seen: set[str] = set()
     try:
+        # Until execve this process is the host's interpreter: keep the container from
+        # opening its /proc/PID/exe, as for exec (see the design notes).
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
         close_inherited([chan.fd, a.fifo_fd, a.console_fd, *(fd for _, fd in a.join_fds)])
         os.setsid()
         preload(bool((a.spec.get("linux") or {}).get("seccomp")))
@@ -278,10 +281,12 @@ def prepare_process(process: dict[str, Any], console_fd: int, chan: Channel) -> 
                 f"process.oomScoreAdj: cannot set {process['oomScoreAdj']}: {err.strerror}",
                 field="process.oomScoreAdj") from err
     name = process["args"][0]
-    if proc.lookup_executable(name, env_path(process), cwd) is None:
+    resolved = proc.lookup_executable(name, env_path(process), cwd)
+    if resolved is None:
         where = "" if "/" in name else " in $PATH"
         raise NotFound(f'exec: "{name}": executable file not found{where}',
                        field="process.args")
+    refuse_runtime_binary(resolved, name)
     if process.get("terminal"):
         master, slave = console.open_pty()
         size = process.get("consoleSize") or {}
@@ -324,13 +329,30 @@ def exec_process(process: dict[str, Any], seccomp: dict[str, Any] | None,
             load_seccomp(seccomp)
         env = dict(e.split("=", 1) for e in process.get("env") or [])
         args = process["args"]
-        os.execve(resolved or args[0], args, env)
+        target = resolved or args[0]
+        refuse_runtime_binary(target, args[0])  # again: the image may have changed since
+        os.execve(target, args, env)
     except OSError as err:
         os.write(2, f"silo-runtime: exec {process['args'][0]!r}: {err.strerror}\n".encode())
         os._exit(127 if err.errno == 2 else 126)
     except BaseException as err:
         os.write(2, f"silo-runtime: starting the container process: {err}\n".encode())
         os._exit(126)
+
+
+def refuse_runtime_binary(path: str, name: str) -> None:
+    """Refuse to execute the host's interpreter, that this process is running. Reached as
+    /proc/self/exe (or any path to the same file), it would become a container process whose
+    /proc/PID/exe the container can open: a handle on the binary the next silo-runtime call
+    runs as root on the host (the CVE-2019-5736 class)."""
+    try:
+        target, own = os.stat(path), os.stat("/proc/self/exe")
+    except OSError:
+        return  # execve reports what is wrong with it
+    if (target.st_dev, target.st_ino) == (own.st_dev, own.st_ino):
+        raise InvalidArgument(f"process.args[0]: {name!r} is the runtime's own interpreter, a "
+                              "host binary that must not run in the container",
+                              field="process.args")
 
 
 def load_seccomp(profile: dict[str, Any]) -> None:
