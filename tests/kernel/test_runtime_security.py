@@ -264,3 +264,43 @@ def test_image_cannot_plant_code_in_the_runtime(bundle: Bundle) -> None:
     assert bundle.runtime("exec", cid, "no-such-command").returncode != 0
     assert not (bundle.upper / "planted").exists(), (bundle.upper / "planted").read_text()
     assert "PLANTED" not in bundle.output(cid, "err")
+
+
+def give_image_the_runtimes_libraries(bundle: Bundle) -> None:
+    """Copy the loader and libraries the runtime's interpreter links against into the image,
+    at the same paths, so that the host's interpreter binary *could* run in the container."""
+    interpreter = os.path.realpath(Path(RUNTIME).read_text().splitlines()[0][2:].split()[0])
+    ldd = subprocess.run(["ldd", interpreter], capture_output=True, text=True, check=True)
+    for lib in re.findall(r"(/\S+) \(0x", ldd.stdout):
+        dest = bundle.rootfs / lib.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(os.path.realpath(lib), dest)
+
+
+def test_container_cannot_execute_the_runtimes_own_binary(bundle: Bundle) -> None:
+    """CVE-2019-5736 class, the entry point: ``process.args[0]`` "/proc/self/exe" names, in the
+    init, the host's interpreter. Run in the container it becomes a process whose
+    /proc/PID/exe any other container process of the same uid can open: a way to the host
+    binary that the next silo-runtime call executes as root."""
+    give_image_the_runtimes_libraries(bundle)
+    bundle.process["args"] = ["/proc/self/exe", "-S", "-c", "pass"]
+    r = bundle.run()
+    assert r.returncode != 0
+    assert "Python" not in r.stderr and "python" not in r.stderr.lower().replace(
+        "silo-runtime", ""), r.stderr
+    assert "process.args" in r.stderr, r.stderr
+
+
+def test_swapping_the_entry_point_for_proc_self_exe_after_create(bundle: Bundle) -> None:
+    """The same, with the entry point turned into /proc/self/exe between create and start."""
+    give_image_the_runtimes_libraries(bundle)
+    payload = bundle.rootfs / "payload"
+    payload.symlink_to("/bin/true")
+    bundle.process["args"] = ["/payload", "-S", "-c", "pass"]
+    cid = bundle.create()
+    payload.unlink()
+    payload.symlink_to("/proc/self/exe")
+    bundle.ok("start", cid)
+    assert bundle.wait_status(cid, "stopped")["status"] == "stopped"
+    err = bundle.output(cid, "err")
+    assert "Python" not in err and "process.args" in err, err
