@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,11 +42,19 @@ def timed(argv: Sequence[str], *, what: str = "", cwd: str | Path | None = None,
 
     stdout goes to /dev/null and stderr to a file, never a pipe: a runtime's ``create`` hands
     its stdio to the container's init, and a pipe would hold the caller until the init exits.
+    The wait blocks in waitpid; ``subprocess``'s own timeout would poll with a doubling sleep
+    and round every result up to 1, 3, 7, 15, 31, 63 ms.
     """
     with tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=err, cwd=cwd, timeout=timeout, check=False)
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err, cwd=cwd)
+        watchdog = threading.Timer(timeout, proc.kill)
+        watchdog.start()
+        try:
+            proc.wait()
+        finally:
+            watchdog.cancel()
         elapsed = time.perf_counter() - started
         if proc.returncode != 0:
             err.seek(0)
