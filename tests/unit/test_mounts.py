@@ -130,9 +130,6 @@ def test_errors_name_the_field(mount: dict[str, object], field: str) -> None:
     assert str(exc.value).startswith(field + ": ")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: recursive mount attributes other than rro are "
-                   "accepted and then ignored, though the module says they are applied "
-                   "non-recursively")
 @pytest.mark.parametrize(("options", "set_", "clear"), [
     (["rnosuid"], NOSUID, 0),
     (["rnodev"], NODEV, 0),
@@ -215,8 +212,5 @@ def test_symlink_loops_are_invalid(root: str, unsafe: str) -> None:
     assert repr(unsafe) in str(exc.value)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a component under a regular file makes lstat "
-                   "raise NotADirectoryError, which escapes instead of the tail being "
-                   "appended as for other components that do not exist")
 def test_secure_join_below_a_file_appends_the_tail(root: str) -> None:
     assert secure_join(root, "/etc/passwd/x") == root + "/etc/passwd/x"

@@ -132,9 +132,6 @@ def test_an_unlimited_host_accepts_any_hard_limit(host: Host) -> None:
     assert host.asked_caps == []
 
 
-@pytest.mark.xfail(strict=True, reason="bug: rlimit values are not bounded by RLIM_INFINITY "
-                   "(uint64), so 2**64 passes validation and fails later in the container's "
-                   "init")
 def test_rlimit_above_uint64_is_invalid(host: Host) -> None:
     with pytest.raises(InvalidArgument) as exc:
         proc.validate_rlimits([nofile(0, 2 ** 64)])
@@ -184,9 +181,6 @@ def _unlimited_rlimit() -> str:
                          "limit to keep")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: apply_rlimits passes the spec's RLIM_INFINITY "
-                   "(2**64-1) to resource.setrlimit, which raises OverflowError instead of "
-                   "keeping the limit unlimited")
 def test_apply_rlimits_keeps_rlim_infinity_unlimited() -> None:
     name = _unlimited_rlimit()
 

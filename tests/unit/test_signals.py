@@ -91,9 +91,6 @@ def test_bad_signals_are_invalid_arguments(text: str) -> None:
     assert repr(text) in str(exc.value)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: str.isdigit() accepts digits int() refuses "
-                   "(superscripts), so parse() lets a ValueError escape instead of "
-                   "InvalidArgument")
 @pytest.mark.parametrize("text", ["\u00b2", "RTMIN+\u00b2"])
 def test_non_ascii_digits_are_invalid_arguments(text: str) -> None:
     with pytest.raises(InvalidArgument):

@@ -20,9 +20,9 @@ _libc: ctypes.CDLL | None = None
 # x86_64 and aarch64 syscall numbers for calls glibc does not wrap (or wraps under other names).
 _SYSCALLS = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "seccomp": 317, "bpf": 321,
-               "pidfd_open": 434, "close_range": 436},
+               "pidfd_open": 434, "close_range": 436, "mount_setattr": 442},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "seccomp": 277, "bpf": 280,
-                "pidfd_open": 434, "close_range": 436},
+                "pidfd_open": 434, "close_range": 436, "mount_setattr": 442},
 }
 
 CLONE_NEWNS = 0x00020000
@@ -149,6 +149,30 @@ def setdomainname(name: str) -> None:
     raw = name.encode()
     if libc().setdomainname(raw, len(raw)) != 0:
         raise _fail(f"setdomainname {name!r}")
+
+
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+
+
+def mount_setattr(path: str, attr_set: int, attr_clr: int, recursive: bool = True) -> None:
+    """Change mount attributes of ``path`` (and every mount below it when ``recursive``)."""
+    import ctypes
+
+    attr = (ctypes.c_uint64 * 4)(attr_set, attr_clr, 0, 0)
+    flags = AT_RECURSIVE if recursive else 0
+    if libc().syscall(syscall_number("mount_setattr"), -100, _b(path), flags,
+                      ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
+        raise _fail(f"mount_setattr {path} set {attr_set:#x} clear {attr_clr:#x}")
 
 
 def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:

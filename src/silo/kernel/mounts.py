@@ -39,19 +39,40 @@ PROPAGATION: dict[str, int] = {
     "slave": libc.MS_SLAVE, "rslave": libc.MS_SLAVE | libc.MS_REC,
     "unbindable": libc.MS_UNBINDABLE, "runbindable": libc.MS_UNBINDABLE | libc.MS_REC,
 }
-# Recursive (mount_setattr) variants: accepted and applied non-recursively on this kernel path.
-RECURSIVE_ATTRS = {"rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec",
-                   "rnodiratime", "rdiratime", "rrelatime", "rnorelatime", "rnoatime", "ratime",
-                   "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow"}
+# Recursive variants (OCI 1.1): the plain flag is applied to the mount itself, and the
+# attribute to every mount below it with mount_setattr(AT_RECURSIVE).
+# option -> (clear?, MS_* flag for the mount itself, MOUNT_ATTR_* for the tree)
+RECURSIVE_ATTRS: dict[str, tuple[bool, int, int]] = {
+    "rro": (False, libc.MS_RDONLY, libc.MOUNT_ATTR_RDONLY),
+    "rrw": (True, libc.MS_RDONLY, libc.MOUNT_ATTR_RDONLY),
+    "rnosuid": (False, libc.MS_NOSUID, libc.MOUNT_ATTR_NOSUID),
+    "rsuid": (True, libc.MS_NOSUID, libc.MOUNT_ATTR_NOSUID),
+    "rnodev": (False, libc.MS_NODEV, libc.MOUNT_ATTR_NODEV),
+    "rdev": (True, libc.MS_NODEV, libc.MOUNT_ATTR_NODEV),
+    "rnoexec": (False, libc.MS_NOEXEC, libc.MOUNT_ATTR_NOEXEC),
+    "rexec": (True, libc.MS_NOEXEC, libc.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (False, libc.MS_NODIRATIME, libc.MOUNT_ATTR_NODIRATIME),
+    "rdiratime": (True, libc.MS_NODIRATIME, libc.MOUNT_ATTR_NODIRATIME),
+    "rnoatime": (False, libc.MS_NOATIME, libc.MOUNT_ATTR_NOATIME),
+    "ratime": (True, libc.MS_NOATIME, libc.MOUNT_ATTR_NOATIME),
+    "rrelatime": (False, libc.MS_RELATIME, libc.MOUNT_ATTR_RELATIME),
+    "rnorelatime": (True, libc.MS_RELATIME, 0),
+    "rstrictatime": (False, libc.MS_STRICTATIME, libc.MOUNT_ATTR_STRICTATIME),
+    "rnostrictatime": (True, libc.MS_STRICTATIME, libc.MOUNT_ATTR_STRICTATIME),
+    "rnosymfollow": (False, libc.MS_NOSYMFOLLOW, libc.MOUNT_ATTR_NOSYMFOLLOW),
+    "rsymfollow": (True, libc.MS_NOSYMFOLLOW, libc.MOUNT_ATTR_NOSYMFOLLOW),
+}
+_ATIME = {"rnoatime", "ratime", "rrelatime", "rstrictatime", "rnostrictatime"}
 OTHER = {"tmpcopyup", "acl", "noacl", "idmap", "ridmap"}
 
-ALL_OPTIONS = sorted(set(FLAGS) | set(PROPAGATION) | RECURSIVE_ATTRS | OTHER)
+ALL_OPTIONS = sorted(set(FLAGS) | set(PROPAGATION) | set(RECURSIVE_ATTRS) | OTHER)
 
 
 class MountSpec:
     """One parsed OCI mount: flags, propagation and the data string for the filesystem."""
 
-    __slots__ = ("data", "destination", "extra", "flags", "propagation", "source", "type")
+    __slots__ = ("attr_clr", "attr_set", "data", "destination", "extra", "flags", "propagation",
+                 "source", "type")
 
     def __init__(self, m: dict[str, object], where: str) -> None:
         dest = m.get("destination")
@@ -75,16 +96,28 @@ class MountSpec:
         prop = 0
         data: list[str] = []
         extra: list[str] = []
+        attr_set = attr_clr = 0
         for o in opts:
             if o in FLAGS:
                 clear, bit = FLAGS[o]
                 flags = flags & ~bit if clear else flags | bit
             elif o in PROPAGATION:
                 prop |= PROPAGATION[o]
-            elif o in RECURSIVE_ATTRS or o in OTHER:
+            elif o in RECURSIVE_ATTRS:
+                clear, bit, attr = RECURSIVE_ATTRS[o]
+                flags = flags & ~bit if clear else flags | bit
+                if o in _ATIME:
+                    attr_clr |= libc.MOUNT_ATTR__ATIME  # the atime mode is one field
+                    attr_set = (attr_set & ~libc.MOUNT_ATTR__ATIME) | (0 if clear else attr)
+                elif clear:
+                    attr_clr |= attr
+                    attr_set &= ~attr
+                else:
+                    attr_set |= attr
+                    attr_clr &= ~attr
                 extra.append(o)
-                if o == "rro":
-                    flags |= libc.MS_RDONLY
+            elif o in OTHER:
+                extra.append(o)
             else:
                 data.append(o)  # filesystem-specific (mode=755, size=..., uid=...)
         if typ == "bind":
@@ -93,6 +126,8 @@ class MountSpec:
         self.propagation = prop
         self.data = ",".join(data)
         self.extra = extra
+        self.attr_set = attr_set
+        self.attr_clr = attr_clr
 
     @property
     def is_bind(self) -> bool:
@@ -116,7 +151,7 @@ def secure_join(root: str, unsafe: str) -> str:
         candidate = root + "/" + "/".join([*resolved, part])
         try:
             st = os.lstat(candidate)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             resolved.append(part)
             continue
         if stat.S_ISLNK(st.st_mode):
@@ -174,6 +209,8 @@ def mount_one(rootfs: str, spec: MountSpec, bundle: str) -> None:
                 libc.mount(None, target, None,
                            libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY | libc.MS_NOSUID
                            | libc.MS_NODEV | libc.MS_NOEXEC)
+    if spec.attr_set or spec.attr_clr:
+        libc.mount_setattr(target, spec.attr_set, spec.attr_clr, recursive=True)
     if spec.propagation:
         libc.mount(None, target, None, spec.propagation)
 

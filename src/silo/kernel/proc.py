@@ -82,8 +82,9 @@ def validate_rlimits(rlimits: object, where: str = "process.rlimits") -> None:
         seen.add(kind)
         for k in ("soft", "hard"):
             v = rl.get(k)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise InvalidArgument(f"{f}.{k}: must be a non-negative integer", field=f"{f}.{k}")
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0 or v > RLIM_INFINITY:
+                raise InvalidArgument(f"{f}.{k}: must be a non-negative integer no larger "
+                                      "than 2^64-1 (unlimited)", field=f"{f}.{k}")
         if rl["soft"] > rl["hard"]:
             raise InvalidArgument(
                 f"{f}: soft limit {rl['soft']} is above the hard limit {rl['hard']}", field=f
@@ -102,8 +103,11 @@ def apply_rlimits(rlimits: list[dict[str, int]] | None) -> None:
         return
     import resource as _resource
 
+    def value(v: int) -> int:
+        return _resource.RLIM_INFINITY if v == RLIM_INFINITY else v
+
     for rl in rlimits:
-        _resource.setrlimit(RLIMITS[str(rl["type"])], (rl["soft"], rl["hard"]))
+        _resource.setrlimit(RLIMITS[str(rl["type"])], (value(rl["soft"]), value(rl["hard"])))
 
 
 def set_oom_score_adj(value: int, pid: str = "self") -> None:

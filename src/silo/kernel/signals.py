@@ -23,7 +23,7 @@ SIGWINCH: int = _signal.SIGWINCH
 def parse(text: str) -> int:
     """``"15"``, ``"TERM"``, ``"SIGTERM"``, ``"sigterm"``, ``"RTMIN+3"`` → a signal number."""
     t = text.strip()
-    if t.isdigit():
+    if t.isascii() and t.isdigit():
         num = int(t)
         if 0 < num <= SIGRTMAX:
             return num
@@ -38,6 +38,6 @@ def parse(text: str) -> int:
             return value
         if name.startswith(base + ("+" if sign > 0 else "-")):
             off = name[len(base) + 1:]
-            if off.isdigit() and SIGRTMIN <= value + sign * int(off) <= SIGRTMAX:
+            if off.isascii() and off.isdigit() and SIGRTMIN <= value + sign * int(off) <= SIGRTMAX:
                 return value + sign * int(off)
     raise InvalidArgument(f"signal: unknown signal {text!r}", field="signal")

@@ -64,19 +64,23 @@ def loads(text: str | bytes, what: str = "document") -> Any:
             text = text.decode("utf-8")
         except UnicodeDecodeError as err:
             raise InvalidArgument(f"{what}: not UTF-8: {err}", field=what) from err
-    s = text.strip(_WS)
+    start = len(text) - len(text.lstrip(_WS))
     try:
-        value, end = _scan_once(s, 0)
+        value, end = _scan_once(text, start)
     except StopIteration as stop:
         raise InvalidArgument(
             f"{what}: not valid JSON: expecting a value at char {stop.value}", field=what
         ) from None
     except ValueError as err:  # json.JSONDecodeError is a ValueError
         raise InvalidArgument(f"{what}: not valid JSON: {err}", field=what) from None
+    except RecursionError:
+        raise InvalidArgument(f"{what}: not valid JSON: nested too deeply",
+                              field=what) from None
     finally:
         _Context.memo.clear()
-    if end != len(s):
-        raise InvalidArgument(f"{what}: not valid JSON: extra data at char {end}", field=what)
+    rest = len(text) - len(text[end:].lstrip(_WS))
+    if rest != len(text):
+        raise InvalidArgument(f"{what}: not valid JSON: extra data at char {rest}", field=what)
     return value
 
 

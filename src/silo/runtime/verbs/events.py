@@ -21,9 +21,12 @@ def duration(text: str) -> float:
     for suffix, mult in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
         if text.endswith(suffix):
             try:
-                return float(text[: -len(suffix)]) * mult
+                value = float(text[: -len(suffix)]) * mult
             except ValueError:
                 break
+            if value > 0:
+                return value
+            break
     raise InvalidArgument(f"--interval: {text!r} is not a duration like 5s", field="interval")
 
 
