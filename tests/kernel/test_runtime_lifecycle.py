@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 from datetime import datetime
@@ -125,7 +126,59 @@ def test_delete_without_force_refuses_a_running_container(bundle: Bundle) -> Non
     assert bundle.exec(cid, "echo", "still-here") == "still-here\n"
 
 
+def test_delete_a_created_container(bundle: Bundle) -> None:
+    cid = bundle.create()
+    pid = bundle.state(cid)["pid"]
+    bundle.ok("delete", cid)
+    assert not alive(pid) and not cgroup_dirs_named(cid)
+
+
+def test_delete_force_of_a_paused_container(bundle: Bundle) -> None:
+    bundle.process["args"] = ["sh", "-c", "sleep 300 & wait"]
+    cid = bundle.start()
+    wait_for(lambda: len(cgroup_procs("pids", cid)) == 2, "two processes in the cgroup")
+    pids = cgroup_procs("pids", cid)
+    bundle.ok("pause", cid)
+    bundle.ok("delete", "--force", cid)
+    assert not any(alive(p) for p in pids) and not cgroup_dirs_named(cid)
+
+
 # -- run ---------------------------------------------------------------------------------------
+
+def test_run_forwards_signals_to_the_container(bundle: Bundle) -> None:
+    bundle.process["args"] = ["sh", "-c", "trap 'echo got-term; exit 9' TERM; echo ready; "
+                              "while :; do sleep 1 & wait $!; done"]
+    cid = bundle.new_id()
+    bundle.write_config(cid)
+    out = bundle.tmp / "run.out"
+    with open(out, "w") as f:
+        p = subprocess.Popen([RUNTIME, "--root", str(bundle.state_dir), "run", "--bundle",
+                              str(bundle.path), cid], stdout=f, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "ready" in out.read_text(), "the container's trap is set")
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 9
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert out.read_text() == "ready\ngot-term\n"
+
+
+def test_exit_by_signal_is_128_plus_the_signal(bundle: Bundle) -> None:
+    assert bundle.sh("kill -9 $$").returncode == 137
+    cid = bundle.start()
+    assert bundle.runtime("exec", cid, "sh", "-c", "kill -15 $$").returncode == 143
+
+
+def test_run_detach_leaves_it_running(bundle: Bundle) -> None:
+    cid = bundle.new_id()
+    bundle.write_config(cid)
+    bundle.ok("run", "--detach", "--bundle", str(bundle.path), cid)
+    st = bundle.state(cid)
+    assert st["status"] == "running" and alive(st["pid"])
+
 
 def test_run_propagates_the_exit_code(bundle: Bundle) -> None:
     r = bundle.sh("exit 7")
@@ -239,6 +292,26 @@ def test_exec_detach_pid_file(bundle: Bundle) -> None:
     assert pid in cgroup_procs("pids", cid)
     assert os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(
         f"/proc/{bundle.state(cid)['pid']}/ns/pid")
+
+
+def test_exec_tty_in_the_foreground(bundle: Bundle) -> None:
+    """exec --tty without a console socket: the runtime relays the pty to its own stdio."""
+    cid = bundle.start()
+    master, slave = os.openpty()
+    try:
+        p = subprocess.Popen([RUNTIME, "--root", str(bundle.state_dir), "exec", "--tty", cid,
+                              "sh", "-c", "tty; exit 6"], stdin=slave, stdout=slave,
+                             stderr=slave)
+        os.close(slave)
+        slave = -1
+        out = read_until_closed(master)
+        code = p.wait(timeout=60)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert code == 6, out
+    assert out.split() and out.split()[0].startswith("/dev/pts/"), out
 
 
 def test_exec_tty_through_a_console_socket(bundle: Bundle) -> None:

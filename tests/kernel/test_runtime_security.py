@@ -304,3 +304,34 @@ def test_swapping_the_entry_point_for_proc_self_exe_after_create(bundle: Bundle)
     assert bundle.wait_status(cid, "stopped")["status"] == "stopped"
     err = bundle.output(cid, "err")
     assert "Python" not in err and "process.args" in err, err
+
+
+@pytest.mark.parametrize("allow_all", [False, True])
+def test_devices_cgroup_keeps_host_devices_closed(bundle: Bundle, allow_all: bool) -> None:
+    """A node the container makes itself (CAP_MKNOD) for a host device outside the default
+    list (/dev/loop-control, 10:237) cannot be opened."""
+    for k in ("bounding", "effective", "permitted"):
+        bundle.process["capabilities"][k].append("CAP_MKNOD")
+    if allow_all:  # the control: with every device allowed, the same open works
+        bundle.linux["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
+    r = bundle.sh("mknod /dev/hostloop c 10 237 && exec 3< /dev/hostloop && echo opened")
+    if allow_all:
+        assert r.stdout == "opened\n", r.stderr
+    else:
+        assert "opened" not in r.stdout and "not permitted" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("link", ["absolute", "relative"])
+def test_mount_destination_symlink_stays_in_the_rootfs(bundle: Bundle, link: str) -> None:
+    """An image whose /dev is a symlink to a host directory: the /dev tmpfs and the device
+    nodes must land inside the rootfs, not in the host directory."""
+    target = bundle.tmp / "host-target"
+    target.mkdir()
+    dev = bundle.rootfs / "dev"
+    dev.rmdir()
+    dev.symlink_to(str(target) if link == "absolute" else "../" * 12 + str(target).lstrip("/"))
+    r = bundle.sh("ls /dev; echo x > /dev/null && echo null-ok")
+    assert r.returncode == 0, r.stderr
+    assert "null-ok" in r.stdout and "null" in r.stdout.split()
+    assert os.listdir(target) == []
+    assert (bundle.upper / str(target).lstrip("/")).is_dir()  # it landed in the image

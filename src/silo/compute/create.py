@@ -229,7 +229,7 @@ def effective_resources(linux: dict[str, Any]) -> dict[str, Any]:
     """The spec's resources plus the default devices and those listed in linux.devices."""
     resources = dict(linux.get("resources") or {})
     rules = list(resources.get("devices") or [])
-    rules += DEFAULT_ALLOWED_DEVICES
+    rules += [dict(r) for r in DEFAULT_ALLOWED_DEVICES]
     for d in linux.get("devices") or []:
         if d.get("type") in ("c", "b", "u"):
             rules.append({"allow": True, "type": "c" if d["type"] == "u" else d["type"],
