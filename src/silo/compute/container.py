@@ -111,11 +111,8 @@ class Container:
             return lifecycle.STOPPED
         if os.path.exists(os.path.join(self.dir, FIFO)):
             return lifecycle.CREATED
-        try:
-            if self.cgroup().is_frozen():
-                return lifecycle.PAUSED
-        except SiloError:
-            pass
+        if is_frozen(self.doc.get("freezer_file", "")):
+            return lifecycle.PAUSED
         return lifecycle.RUNNING
 
     def state(self) -> dict[str, Any]:
@@ -251,6 +248,21 @@ class Container:
             self.cgroup().destroy()
         finally:
             remove_tree(self.dir)
+
+
+def is_frozen(freezer_file: str) -> bool:
+    """Read a v1 ``freezer.state`` or a v2 ``cgroup.events`` without the cgroups module
+    (``state`` and ``start`` run for every container and must stay cheap)."""
+    if not freezer_file:
+        return False
+    try:
+        with open(freezer_file, "rb") as f:
+            text = f.read()
+    except OSError:
+        return False
+    if freezer_file.endswith("freezer.state"):
+        return text.strip() == b"FROZEN"
+    return b"frozen 1" in text
 
 
 def remove_tree(path: str) -> None:

@@ -26,6 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from silo.kernel.cgroups import Cgroup
     from silo.kernel.mounts import MountSpec
 
 
@@ -195,6 +196,7 @@ def create(opts: CreateOptions) -> Container:
             "id": opts.id, "pid": init_pid, "pid_start": proc.start_time(init_pid),
             "bundle": bundle, "rootfs": rootfs, "created": now_rfc3339(),
             "owner": opts.owner, "cgroup_path": cgroup_path, "config": spec,
+            "freezer_file": freezer_file(cg),
         })
         c.save()
         if opts.pid_file:
@@ -236,6 +238,13 @@ def effective_resources(linux: dict[str, Any]) -> dict[str, Any]:
                           "major": d["major"], "minor": d["minor"], "access": "rwm"})
     resources["devices"] = rules
     return resources
+
+
+def freezer_file(cg: Cgroup) -> str:
+    try:
+        return cg.freezer_file()
+    except SiloError:
+        return ""  # no freezer on this host: pause will say so
 
 
 def undo(cdir: str, cg: Any, stage1: int, init_pid: int) -> None:

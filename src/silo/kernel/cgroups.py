@@ -1440,6 +1440,12 @@ class Cgroup:
         raise errors.NotSupported("this host has no freezer", op="cgroup::freeze",
                                   obj=self.path)
 
+    def freezer_file(self) -> str:
+        """The file that says whether the cgroup is frozen (see :func:`read_frozen`); saved by
+        the runtime so that ``state`` need not import this module."""
+        d, v2 = self._freezer()
+        return d + ("/cgroup.events" if v2 else "/freezer.state")
+
     def freeze(self) -> None:
         """Freeze every process and return once all are frozen (not merely freezing)."""
         d, v2 = self._freezer()

@@ -89,8 +89,47 @@ def dumps(obj: Any, *, sort_keys: bool = False) -> str:
     return "".join((_encode_sorted if sort_keys else _encode)(obj, 0))
 
 
-def dumps_pretty(obj: Any) -> str:
-    """Indented JSON for files people read (``spec``); pays for the json module."""
-    import json
+def dumps_pretty(obj: Any, indent: str = "  ") -> str:
+    """Indented JSON for people to read, as ``json.dumps(obj, indent=2)`` writes it."""
+    out: list[str] = []
+    _pretty(obj, indent, "", out)
+    return "".join(out)
 
-    return json.dumps(obj, indent=2)
+
+def _key(k: object) -> str:
+    # JSON object keys are strings; json.dumps converts these scalar keys the same way.
+    if isinstance(k, str):
+        return k
+    if k is True:
+        return "true"
+    if k is False:
+        return "false"
+    if k is None:
+        return "null"
+    if isinstance(k, float):
+        return _floatstr(k)
+    if isinstance(k, int):
+        return int.__repr__(k)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(k).__name__}")
+
+
+def _pretty(obj: Any, step: str, pad: str, out: list[str]) -> None:
+    inner = pad + step
+    if isinstance(obj, dict) and obj:
+        out.append("{\n")
+        for i, (k, v) in enumerate(obj.items()):
+            if i:
+                out.append(",\n")
+            out.append(inner + _json.encode_basestring_ascii(_key(k)) + ": ")
+            _pretty(v, step, inner, out)
+        out.append("\n" + pad + "}")
+    elif isinstance(obj, (list, tuple)) and obj:
+        out.append("[\n")
+        for i, v in enumerate(obj):
+            if i:
+                out.append(",\n")
+            out.append(inner)
+            _pretty(v, step, inner, out)
+        out.append("\n" + pad + "]")
+    else:
+        out.append(dumps(obj))
