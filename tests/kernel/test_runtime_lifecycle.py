@@ -482,6 +482,10 @@ def test_user_namespace_with_mappings(bundle: Bundle) -> None:
     status = pid_status(pid)
     assert status["Uid"].split() == ["100000"] * 4 and status["Gid"].split() == ["200000"] * 4
     assert os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user")
+    out = bundle.exec(cid, "sh", "-c", "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user")
+    lines = out.split("\n")
+    assert lines[0] == "0" and lines[1].split() == ["0", "100000", "65536"]
+    assert lines[2] == os.readlink(f"/proc/{pid}/ns/user")
 
 
 def test_join_a_network_namespace_by_path(bundle: Bundle) -> None:

@@ -54,6 +54,18 @@ def test_cannot_mount_without_cap_sys_admin(bundle: Bundle, sys_admin: bool) -> 
         assert "denied" in r.stderr or "not permitted" in r.stderr, r.stderr
 
 
+def test_cgroup_namespace_and_read_only_cgroupfs(bundle: Bundle) -> None:
+    for k in ("bounding", "effective", "permitted"):  # so that only the ro mount is in the way
+        bundle.process["capabilities"][k].append("CAP_SYS_ADMIN")
+    r = bundle.sh("cat /proc/self/cgroup; cat /sys/fs/cgroup/pids/pids.max; "
+                  "echo 1 > /sys/fs/cgroup/pids/pids.max && echo written")
+    lines = r.stdout.splitlines()
+    own = [line for line in lines if line.count(":") >= 2]
+    assert own and all(line.endswith(":/") for line in own), own
+    assert "max" in lines and "written" not in lines
+    assert "Read-only file system" in r.stderr, r.stderr
+
+
 MASKED = ["/proc/kcore", "/proc/timer_list", "/proc/keys", "/proc/sched_debug"]
 
 
