@@ -259,6 +259,32 @@ def test_events_stats(bundle: Bundle) -> None:
     assert ev["data"]["memory"]["usage"]["usage"] > 0
 
 
+def test_events_stream_reports_an_oom_kill(bundle: Bundle) -> None:
+    bundle.linux["resources"]["memory"] = {"limit": 16 << 20, "swap": 16 << 20}
+    cid = bundle.start()
+    out = bundle.tmp / "events.out"
+    with open(out, "w") as f:
+        p = subprocess.Popen([RUNTIME, "--root", str(bundle.state_dir), "events",
+                              "--interval", "100ms", cid], stdout=f, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: out.read_text().count("\n") >= 1, "the first stats event")
+        assert '"oom"' not in out.read_text()
+        # tail keeps the one endless "line" of zeros in memory: 64 MiB against 16
+        r = bundle.runtime("exec", cid, "sh", "-c", "head -c 64m /dev/zero | tail >/dev/null")
+        assert r.returncode == 137
+        wait_for(lambda: '"oom"' in out.read_text(), "an oom event")
+        bundle.ok("kill", cid, "KILL")
+        assert p.wait(timeout=60) == 0  # the stream ends with the container
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {"type": "oom", "id": cid} in events
+    assert all(e["id"] == cid and e["type"] in ("stats", "oom") for e in events)
+
+
 def test_update_memory_limit_reaches_the_cgroup(bundle: Bundle) -> None:
     cid = bundle.start()
     limit_file = cgroup_dir("memory", cid) / "memory.limit_in_bytes"
