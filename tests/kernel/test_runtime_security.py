@@ -188,20 +188,25 @@ def test_no_host_fd_or_cwd_reaches_the_container(bundle: Bundle) -> None:
     (host_dir / "HOST-MARKER").write_text("host")
     fds = [os.open(host_dir, os.O_RDONLY | os.O_DIRECTORY),
            os.open(host_dir / "HOST-MARKER", os.O_RDONLY), os.open("/", os.O_RDONLY)]
+    script = "ls /proc/self/fd; readlink /proc/self/cwd; ls"
     try:
         for fd in fds:
             os.set_inheritable(fd, True)
-        r = bundle.sh("ls /proc/self/fd; readlink /proc/self/cwd; ls",
-                      pass_fds=tuple(fds), cwd=str(host_dir))
+        ran = bundle.sh(script, pass_fds=tuple(fds), cwd=str(host_dir))
+        bundle.process["args"] = ["sleep", "300"]
+        cid = bundle.start()
+        execed = bundle.runtime("exec", cid, "sh", "-c", script, pass_fds=tuple(fds),
+                                cwd=str(host_dir))
     finally:
         for fd in fds:
             os.close(fd)
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.split("\n")
-    listed = lines[: lines.index("/")]
-    # 0-2 and the directory ls itself opened to list them
-    assert sorted(int(x) for x in listed) == [0, 1, 2, 3]
-    assert "HOST-MARKER" not in r.stdout and "bin" in r.stdout.split()
+    for r in (ran, execed):
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.split("\n")
+        listed = lines[: lines.index("/")]
+        # 0-2 and the directory ls itself opened to list them
+        assert sorted(int(x) for x in listed) == [0, 1, 2, 3]
+        assert "HOST-MARKER" not in r.stdout and "bin" in r.stdout.split()
 
 
 def test_cwd_through_proc_self_fd_cannot_escape(bundle: Bundle) -> None:
