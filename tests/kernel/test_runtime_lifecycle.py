@@ -473,6 +473,34 @@ def test_sysctl_in_the_containers_netns(bundle: Bundle) -> None:
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == host
 
 
+@pytest.mark.parametrize("inheritable", [True, False])
+def test_process_user_groups_umask_caps_and_oom_score(bundle: Bundle,
+                                                      inheritable: bool) -> None:
+    bundle.spec["root"]["readonly"] = False
+    bundle.process["user"] = {"uid": 1000, "gid": 1001, "additionalGids": [5, 6],
+                              "umask": 0o027}
+    bundle.process["oomScoreAdj"] = 123
+    bundle.process["env"].append("GREETING=hello there")
+    bundle.process["cwd"] = "/var/tmp"
+    caps = bundle.process["capabilities"]
+    if inheritable:
+        caps["inheritable"] = list(caps["ambient"])
+    bundle.process["args"] = [
+        "sh", "-c", 'id -u; id -g; id -G; umask; cat /proc/self/oom_score_adj; echo "$GREETING";'
+        " pwd; grep -E '^Cap(Eff|Prm|Bnd|Amb)' /proc/self/status"]
+    r = bundle.run()
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:7] == ["1000", "1001", "1001 5 6", "0027", "123", "hello there", "/var/tmp"]
+    got = dict(line.split(":\t") for line in lines[7:])
+    # The default three (AUDIT_WRITE, KILL, NET_BIND_SERVICE) reach a non-root user through
+    # the ambient set, which the kernel raises only for capabilities also inheritable; runc
+    # skips the others, and so does silo.
+    default = f"{(1 << 29) | (1 << 5) | (1 << 10):016x}"
+    held = default if inheritable else "0" * 16
+    assert got == {"CapPrm": held, "CapEff": held, "CapBnd": default, "CapAmb": held}
+
+
 def test_rlimits(bundle: Bundle) -> None:
     bundle.process["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]
     r = bundle.sh("ulimit -n; ulimit -Hn")
