@@ -148,7 +148,20 @@ class Container:
         if hooks:
             from silo.compute import hooks as hk
 
-            hk.run("poststart", hooks, self.hook_state(lifecycle.RUNNING))
+            try:
+                hk.run("poststart", hooks, self.hook_state(lifecycle.RUNNING))
+            except SiloError:
+                # As runc: a start that reports failure leaves no container running.
+                try:
+                    self.cgroup().kill_all(9)
+                except SiloError:
+                    pass
+                try:
+                    os.kill(self.pid, 9)
+                except ProcessLookupError:
+                    pass
+                self._wait_gone()
+                raise
 
     def kill(self, sig: int, all_processes: bool = False) -> None:
         lifecycle.require("kill", self.status(), self.id)
@@ -225,10 +238,12 @@ class Container:
         if hooks:
             from silo.compute import hooks as hk
 
-            try:
-                hk.run("poststop", hooks, self.hook_state(lifecycle.STOPPED))
-            except SiloError:
-                pass  # the spec: poststop failures are logged, deletion goes on
+            data = jsonio.dumps(self.hook_state(lifecycle.STOPPED)).encode()
+            for i, hook in enumerate(hooks):
+                try:
+                    hk.run_one(f"hooks.poststop[{i}]", hook, data)
+                except SiloError:
+                    pass  # the spec: a failing poststop hook is logged, the others still run
 
     def _wait_gone(self, timeout: float = 10.0) -> None:
         from silo.kernel import proc
