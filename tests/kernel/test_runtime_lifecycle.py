@@ -443,6 +443,25 @@ def test_failing_start_container_hook_says_so(bundle: Bundle) -> None:
     assert "hooks.startContainer[0]" in r.stderr and "status 3" in r.stderr, r.stderr
 
 
+def test_failing_poststart_hook_fails_start_and_stops_the_container(bundle: Bundle) -> None:
+    bundle.spec["hooks"] = {"poststart": [{"path": hook(bundle, "poststart", "exit 4\n")}]}
+    cid = bundle.create()
+    pid = bundle.state(cid)["pid"]
+    r = bundle.runtime("start", cid)
+    assert r.returncode != 0 and "hooks.poststart[0]" in r.stderr, r.stderr
+    assert bundle.state(cid)["status"] == "stopped" and not alive(pid)
+    bundle.ok("delete", cid)
+
+
+def test_every_poststop_hook_runs_even_after_one_fails(bundle: Bundle) -> None:
+    bundle.spec["hooks"] = {"poststop": [{"path": hook(bundle, "first", "exit 4\n")},
+                                         {"path": hook(bundle, "second")}]}
+    cid = bundle.create()
+    bundle.ok("delete", cid)
+    assert json.loads((bundle.tmp / "first.json").read_text())["id"] == cid
+    assert json.loads((bundle.tmp / "second.json").read_text())["status"] == "stopped"
+
+
 def test_hook_timeout_fails_create_and_leaves_nothing(bundle: Bundle) -> None:
     bundle.spec["hooks"] = {"prestart": [{"path": hook(bundle, "slow", "exec sleep 5\n"),
                                           "timeout": 1}]}
