@@ -45,7 +45,8 @@ PROC_NS = [("user", "user"), ("ipc", "ipc"), ("uts", "uts"), ("network", "net"),
 
 def preload(seccomp: bool) -> None:
     """Import and dlopen, from the host, everything used after entering the container."""
-    libc.libc()
+    if libc._sys is None:
+        libc.libc()
     import fcntl  # noqa: F401  (console ioctls)
     import resource  # noqa: F401  (rlimits)
 
@@ -153,15 +154,10 @@ def create_child(a: InitArgs, chan: Channel) -> NoReturn:
             expect(chan, "go", seen)
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
+        # The cgroup namespace waits for stage 2 to be in its cgroup (see container_init).
         rest = a.new_ns & ~(libc.CLONE_NEWUSER | libc.CLONE_NEWCGROUP)
         if rest:
             libc.unshare(rest)
-        # The runtime moves us into the container's cgroup while we got this far (the first
-        # move costs an RCU grace period, milliseconds). The cgroup namespace's root is the
-        # cgroup we are in when we unshare it, and stage 2 must be born inside the cgroup.
-        expect(chan, "cgroup-joined", seen)
-        if a.new_ns & libc.CLONE_NEWCGROUP:
-            libc.unshare(libc.CLONE_NEWCGROUP)
         if a.new_ns & libc.CLONE_NEWPID or any(k == "pid" for k, _ in a.join_fds):
             pid = os.fork()
             if pid:
@@ -185,10 +181,21 @@ def container_init(a: InitArgs, chan: Channel, seen: set[str]) -> NoReturn:
     if a.has_runtime_hooks:
         chan.send("hooks")  # the runtime runs prestart and createRuntime hooks now
         expect(chan, "hooks-done", seen)
+
+    # The runtime moves this process into the container's cgroup while we build the mounts
+    # (the move may wait for an RCU grace period). We need it done before unsharing the
+    # cgroup namespace, whose root is the cgroup we are in at that moment, and so before the
+    # first cgroup mount; in any case before "ready".
+    def enter_cgroup() -> None:
+        expect(chan, "cgroup-joined", seen)
+        if a.new_ns & libc.CLONE_NEWCGROUP:
+            libc.unshare(libc.CLONE_NEWCGROUP)
+
     rootfs.prepare(a.rootfs, a.mounts, a.bundle,
                    propagation=propagation_flags(linux.get("rootfsPropagation", "")),
                    devices=linux.get("devices") or [],
-                   in_userns=bool(a.new_ns & libc.CLONE_NEWUSER))
+                   in_userns=bool(a.new_ns & libc.CLONE_NEWUSER),
+                   before_cgroup_mount=enter_cgroup)
     hooks = spec.get("hooks") or {}
     if hooks.get("createContainer") or hooks.get("startContainer"):
         # Now, from the host: after pivot_root an import would run the image's code with the

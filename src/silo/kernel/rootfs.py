@@ -21,6 +21,10 @@ from silo.errors import InvalidArgument
 from silo.kernel import libc
 from silo.kernel.mounts import MountSpec, make_target, mount_one, secure_join
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 DEFAULT_DEVICES = [
     # path, type, major, minor, mode
     ("/dev/null", "c", 1, 3, 0o666),
@@ -42,8 +46,12 @@ PROPAGATION_DEFAULT = libc.MS_SLAVE | libc.MS_REC
 
 
 def prepare(rootfs: str, mounts: list[MountSpec], bundle: str, *, propagation: int,
-            devices: list[dict[str, object]], in_userns: bool) -> None:
-    """Steps before pivot_root: propagation, the rootfs bind, the mounts, /dev."""
+            devices: list[dict[str, object]], in_userns: bool,
+            before_cgroup_mount: Callable[[], None] | None = None) -> None:
+    """Steps before pivot_root: propagation, the rootfs bind, the mounts, /dev.
+
+    ``before_cgroup_mount`` is called once: before the first cgroup mount, or at the end.
+    """
     libc.mount(None, "/", None, propagation or PROPAGATION_DEFAULT)
     try:
         libc.mount(rootfs, rootfs, None, libc.MS_BIND | libc.MS_REC)
@@ -54,6 +62,9 @@ def prepare(rootfs: str, mounts: list[MountSpec], bundle: str, *, propagation: i
                               field="root.path") from err
     dev_is_bind = False
     for i, spec in enumerate(mounts):
+        if spec.type == "cgroup" and before_cgroup_mount is not None:
+            before_cgroup_mount()
+            before_cgroup_mount = None
         try:
             mount_one(rootfs, spec, bundle)
         except OSError as err:
@@ -74,6 +85,8 @@ def prepare(rootfs: str, mounts: list[MountSpec], bundle: str, *, propagation: i
             dst = secure_join(rootfs, "/dev/core")
             if not os.path.lexists(dst):
                 os.symlink("/proc/kcore", dst)
+    if before_cgroup_mount is not None:
+        before_cgroup_mount()
     for d in devices:
         make_device(rootfs, str(d["path"]), str(d["type"]), int(d.get("major", 0)),  # type: ignore[call-overload]
                     int(d.get("minor", 0)), int(d.get("fileMode", 0o666)),  # type: ignore[call-overload]
