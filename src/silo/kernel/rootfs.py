@@ -53,6 +53,7 @@ def prepare(rootfs: str, mounts: list[MountSpec], bundle: str, *, propagation: i
     ``before_cgroup_mount`` is called once: before the first cgroup mount, or at the end.
     """
     libc.mount(None, "/", None, propagation or PROPAGATION_DEFAULT)
+    make_parent_mount_private(rootfs)
     try:
         libc.mount(rootfs, rootfs, None, libc.MS_BIND | libc.MS_REC)
     except OSError as err:
@@ -111,6 +112,24 @@ def make_device(rootfs: str, path: str, typ: str, major: int, minor: int, mode: 
     finally:
         os.umask(old)
     os.chown(dst, uid, gid)
+
+
+def make_parent_mount_private(rootfs: str) -> None:
+    """Make the mount that holds ``rootfs`` private if it is shared (rootfsPropagation
+    "shared"/"rshared", or a shared host mount): pivot_root refuses a new root whose parent
+    mount is shared, and the rootfs bind and the container's mounts would otherwise
+    propagate into the host's namespace. runc does the same."""
+    best, shared = "", False
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4].replace("\\040", " ")
+            inside = point == "/" or rootfs == point or rootfs.startswith(point + "/")
+            if inside and len(point) >= len(best):  # the last of equals is the top one
+                best = point
+                shared = any(o.startswith("shared:") for o in fields[6:fields.index("-")])
+    if shared:
+        libc.mount(None, best, None, libc.MS_PRIVATE)
 
 
 def pivot(rootfs: str) -> None:
