@@ -18,6 +18,7 @@ from tests.kernel.conftest import (
     Bundle,
     cgroup_dir,
     cgroup_dirs_named,
+    mounts_below,
     pid_status,
     read_until_closed,
     receive_fd,
@@ -559,6 +560,16 @@ def test_user_namespace_with_mappings(bundle: Bundle) -> None:
     lines = out.split("\n")
     assert lines[0] == "0" and lines[1].split() == ["0", "100000", "65536"]
     assert lines[2] == os.readlink(f"/proc/{pid}/ns/user")
+
+
+@pytest.mark.parametrize("propagation", ["rshared", "shared", "rslave", "slave", "rprivate",
+                                         "private"])
+def test_rootfs_propagation(bundle: Bundle, propagation: str) -> None:
+    bundle.linux["rootfsPropagation"] = propagation
+    cid = bundle.start()
+    assert bundle.exec(cid, "cat", "/proc/1/cmdline") == "sleep\x00300\x00"
+    # nothing of the container's mounts shows in the host's namespace while it runs
+    assert mounts_below(bundle.path) == [str(bundle.rootfs)]
 
 
 def test_join_a_network_namespace_by_path(bundle: Bundle) -> None:
