@@ -199,6 +199,7 @@ class FakeKernel:
             if "devices" in ctrls:
                 files["devices.list"] = ((parent / "devices.list").read_text()
                                          if parent else "a *:* rwm\n")
+            files["tasks"] = ""
         files["cgroup.procs"] = ""
         for name, value in files.items():
             (path / name).write_text(value)
@@ -1114,16 +1115,39 @@ def test_freeze_and_thaw_v2(fake: FakeKernel) -> None:
     assert not cg.is_frozen()
 
 
-def test_kill_all_sigkill_on_hybrid_uses_cgroup_kill_then_freeze_signal_thaw(
+def test_kill_all_sigkill_on_hybrid_freezes_signals_thaws_without_cgroup_kill(
         fake: FakeKernel) -> None:
+    # On a hybrid host the processes live in the v1 hierarchies only (join_self leaves the
+    # cgroup2 directory out), so cgroup.kill there would kill nothing.
     cg = make(fake, hybrid_layout())
     cg.add(10)
     cg.add(11)
     fake.writes.clear()
     cg.kill_all(9)
-    assert fake.written("cgroup.kill") == ["1"]
+    assert fake.written("cgroup.kill") == []
     assert fake.written("freezer.state") == ["FROZEN", "THAWED"]
     assert fake.killed == [(10, 9), (11, 9)]
+
+
+def test_join_self_on_hybrid_writes_tasks_in_v1_only(fake: FakeKernel) -> None:
+    cg = make(fake, hybrid_layout())
+    cg.create()
+    fake.writes.clear()
+    cg.join_self()
+    assert fake.written("cgroup.procs") == []
+    v1_dirs = {os.path.relpath(d, fake.root) for d in cg._dirs() if d != cg.paths["unified"]}
+    assert {path.rsplit("/", 1)[0] for path, _ in fake.writes if path.endswith("/tasks")} \
+        == v1_dirs
+    assert set(fake.written("tasks")) == {"0"}
+
+
+def test_join_self_on_v2_writes_cgroup_procs(fake: FakeKernel) -> None:
+    cg = make(fake, v2_layout())
+    cg.create()
+    fake.writes.clear()
+    cg.join_self()
+    assert fake.written("cgroup.procs") == ["0"]
+    assert fake.written("tasks") == []
 
 
 def test_kill_all_other_signal_leaves_a_paused_cgroup_paused(fake: FakeKernel) -> None:

@@ -151,6 +151,9 @@ def create(opts: CreateOptions) -> Container:
             a.state["annotations"] = spec["annotations"]
         cgroup_path = linux.get("cgroupsPath") or f"/silo-runtime/{opts.id}"
         cg = Cgroup(cgroup_path)
+        cg.create()
+        cg.apply(effective_resources(linux))
+        a.cgroup = cg
 
         if opts.subreaper:
             from silo.kernel import libc
@@ -163,17 +166,10 @@ def create(opts: CreateOptions) -> Container:
             parent.close()
             init.create_child(a, child)
         child.close()
-        # The container's processes build their mounts while we make the cgroup: its first
-        # kernel step may wait for an RCU grace period (see cgroups.start_priming). The init
-        # waits for "cgroup-joined" only before it needs its cgroup.
-        cg.create()
-        cg.apply(effective_resources(linux))
         while True:
             tag, payload = parent.recv()
             if tag == "pid":
                 init_pid = int(payload)
-                cg.add(init_pid)
-                parent.send("cgroup-joined")
             elif tag == "userns":
                 write_id_maps(stage1, linux)
                 parent.send("go")

@@ -69,7 +69,7 @@ def exec_process(c: Container, process: dict[str, Any], *, console_socket: str =
     a = init.ExecArgs()
     a.process = process
     a.seccomp = seccomp
-    cgroup = c.cgroup()
+    a.cgroup = c.cgroup()
     fds: list[int] = []
     stage1 = 0
     pid = 0
@@ -109,8 +109,6 @@ def exec_process(c: Container, process: dict[str, Any], *, console_socket: str =
             parent.close()
             init.exec_child(a, child)
         child.close()
-        cgroup.add(stage1)
-        parent.send("cgroup-joined")
         if a.console_fd >= 0:
             os.close(a.console_fd)
             fds.remove(a.console_fd)

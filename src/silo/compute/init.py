@@ -32,6 +32,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, NoReturn
 
+    from silo.kernel.cgroups import Cgroup
+
 NS_FLAGS = {
     "user": libc.CLONE_NEWUSER, "ipc": libc.CLONE_NEWIPC, "uts": libc.CLONE_NEWUTS,
     "network": libc.CLONE_NEWNET, "pid": libc.CLONE_NEWPID, "cgroup": libc.CLONE_NEWCGROUP,
@@ -45,8 +47,7 @@ PROC_NS = [("user", "user"), ("ipc", "ipc"), ("uts", "uts"), ("network", "net"),
 
 def preload(seccomp: bool) -> None:
     """Import and dlopen, from the host, everything used after entering the container."""
-    if libc._sys is None:
-        libc.libc()
+    libc.load()
     import fcntl  # noqa: F401  (console ioctls)
     import resource  # noqa: F401  (rlimits)
 
@@ -111,6 +112,7 @@ class InitArgs:
 
     __slots__ = (
         "bundle",
+        "cgroup",
         "console_fd",
         "fifo_fd",
         "has_runtime_hooks",
@@ -133,6 +135,7 @@ class InitArgs:
         self.console_fd = -1
         self.has_runtime_hooks = False
         self.state: dict[str, Any] = {}
+        self.cgroup: Cgroup | None = None
 
 
 def create_child(a: InitArgs, chan: Channel) -> NoReturn:
@@ -144,6 +147,8 @@ def create_child(a: InitArgs, chan: Channel) -> NoReturn:
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
         close_inherited([chan.fd, a.fifo_fd, a.console_fd, *(fd for _, fd in a.join_fds)])
         os.setsid()
+        if a.cgroup is not None:
+            a.cgroup.join_self()  # single-threaded here: see Cgroup.join_self
         preload(bool((a.spec.get("linux") or {}).get("seccomp")))
         for kind, fd in a.join_fds:
             join_namespace(a.spec, kind, fd)
@@ -154,8 +159,8 @@ def create_child(a: InitArgs, chan: Channel) -> NoReturn:
             expect(chan, "go", seen)
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
-        # The cgroup namespace waits for stage 2 to be in its cgroup (see container_init).
-        rest = a.new_ns & ~(libc.CLONE_NEWUSER | libc.CLONE_NEWCGROUP)
+        # In its cgroup already: the cgroup namespace's root is the cgroup we are in.
+        rest = a.new_ns & ~libc.CLONE_NEWUSER
         if rest:
             libc.unshare(rest)
         if a.new_ns & libc.CLONE_NEWPID or any(k == "pid" for k, _ in a.join_fds):
@@ -182,20 +187,10 @@ def container_init(a: InitArgs, chan: Channel, seen: set[str]) -> NoReturn:
         chan.send("hooks")  # the runtime runs prestart and createRuntime hooks now
         expect(chan, "hooks-done", seen)
 
-    # The runtime moves this process into the container's cgroup while we build the mounts
-    # (the move may wait for an RCU grace period). We need it done before unsharing the
-    # cgroup namespace, whose root is the cgroup we are in at that moment, and so before the
-    # first cgroup mount; in any case before "ready".
-    def enter_cgroup() -> None:
-        expect(chan, "cgroup-joined", seen)
-        if a.new_ns & libc.CLONE_NEWCGROUP:
-            libc.unshare(libc.CLONE_NEWCGROUP)
-
     rootfs.prepare(a.rootfs, a.mounts, a.bundle,
                    propagation=propagation_flags(linux.get("rootfsPropagation", "")),
                    devices=linux.get("devices") or [],
-                   in_userns=bool(a.new_ns & libc.CLONE_NEWUSER),
-                   before_cgroup_mount=enter_cgroup)
+                   in_userns=bool(a.new_ns & libc.CLONE_NEWUSER))
     hooks = spec.get("hooks") or {}
     if hooks.get("createContainer") or hooks.get("startContainer"):
         # Now, from the host: after pivot_root an import would run the image's code with the
@@ -369,9 +364,10 @@ def load_seccomp(profile: dict[str, Any]) -> None:
 
 
 class ExecArgs:
-    __slots__ = ("console_fd", "join_fds", "process", "seccomp")
+    __slots__ = ("cgroup", "console_fd", "join_fds", "process", "seccomp")
 
     def __init__(self) -> None:
+        self.cgroup: Cgroup | None = None
         self.process: dict[str, Any] = {}
         self.seccomp: dict[str, Any] | None = None
         self.join_fds: list[tuple[str, int]] = []
@@ -385,11 +381,12 @@ def exec_child(a: ExecArgs, chan: Channel) -> NoReturn:
     try:
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
         close_inherited([chan.fd, a.console_fd, *(fd for _, fd in a.join_fds)])
+        if a.cgroup is not None:
+            a.cgroup.join_self()  # single-threaded here: see Cgroup.join_self
         preload(bool(a.seccomp))
         for _kind, fd in a.join_fds:
             libc.setns(fd, 0)
             os.close(fd)
-        expect(chan, "cgroup-joined", set())  # see create_child
         if any(k == "pid" for k, _ in a.join_fds):
             pid = os.fork()
             if pid:

@@ -1064,6 +1064,29 @@ class Cgroup:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
+    def join_self(self) -> None:
+        """Move the calling process, which must be single-threaded, into this cgroup.
+
+        Design note: a write to ``cgroup.procs`` takes the kernel's global
+        ``cgroup_threadgroup_rwsem`` for writing, and the first writer after a quiet spell
+        waits for an RCU grace period (5-20 ms on an idle host: most of a container's start).
+        Moving one thread, the caller itself, by writing "0" to a v1 ``tasks`` file needs no
+        such lock; for a single-threaded process (a freshly forked child) that moves the
+        whole process. So a container's first process joins its cgroup itself.
+
+        On a hybrid host the cgroup2 directory is left out: it holds no limits there, and the
+        v1 hierarchies (freezer, pids) track the processes. On a v2-only host ``cgroup.procs``
+        is the only way in, so there the lock is paid.
+        """
+        for leaf in self._dirs():
+            v2 = leaf == self.paths.get("unified")
+            if v2 and self.layout.mode != "v2":
+                continue
+            try:
+                _write_file(leaf + ("/cgroup.procs" if v2 else "/tasks"), "0")
+            except OSError as err:
+                raise self._error(err, f"join {leaf}", "cgroup::add") from err
+
     def add(self, pid: int) -> None:
         """Move a process into this cgroup in every hierarchy."""
         for leaf in self._dirs():
@@ -1528,7 +1551,7 @@ class Cgroup:
         """
         if not self.exists():
             return
-        v2 = self.paths.get("unified")
+        v2 = self.paths.get("unified") if self.layout.mode == "v2" else None
         if sig == 9 and v2 is not None and os.path.exists(v2 + "/cgroup.kill"):
             try:
                 _write_file(v2 + "/cgroup.kill", "1")
@@ -1769,41 +1792,3 @@ def _put(target: dict[str, Any], key: str, value: object) -> None:
     if value is not None:
         target[key] = value
 
-
-def start_priming(layout: Layout | None = None) -> None:
-    """Start, in a background thread, a no-op move of this process into its own cgroup.
-
-    Design note: every write to a ``cgroup.procs`` file takes the kernel's global
-    ``cgroup_threadgroup_rwsem`` for writing, and the first writer after a quiet period waits
-    for an RCU grace period (5-15 ms on an idle host) before the lock is switched to its slow
-    mode; writers that follow within a grace period are fast. Starting one harmless write
-    early lets that wait run alongside the runtime's own work (reading and checking the
-    config, forking), so the real move of the container's first process is quick. Failure is
-    ignored: this is only an optimisation.
-    """
-    import _thread
-
-    lay = layout or detect()
-    own = own_cgroup_paths()
-    target = None
-    for ctrl, mnt in lay.v1.items():
-        if ctrl in own:
-            target = f"{mnt}{own[ctrl].rstrip('/')}/cgroup.procs"
-            break
-    if target is None and lay.v2 is not None and "" in own:
-        target = f"{lay.v2}{own[''].rstrip('/')}/cgroup.procs"
-    if target is None:
-        return
-    path = target
-
-    def move_self() -> None:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
-
-    _thread.start_new_thread(move_self, ())

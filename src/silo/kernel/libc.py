@@ -91,6 +91,13 @@ def libc() -> ctypes.CDLL:
     return _libc
 
 
+def load() -> None:
+    """Load now what the wrappers will use, for a caller about to enter a container's mount
+    namespace (a dlopen there would read the container's files)."""
+    if _sys is None:
+        libc()
+
+
 def syscall_number(name: str) -> int:
     machine = os.uname().machine
     try:

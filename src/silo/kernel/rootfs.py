@@ -21,10 +21,6 @@ from silo.errors import InvalidArgument
 from silo.kernel import libc
 from silo.kernel.mounts import MountSpec, make_target, mount_one, secure_join
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
 DEFAULT_DEVICES = [
     # path, type, major, minor, mode
     ("/dev/null", "c", 1, 3, 0o666),
@@ -46,12 +42,8 @@ PROPAGATION_DEFAULT = libc.MS_SLAVE | libc.MS_REC
 
 
 def prepare(rootfs: str, mounts: list[MountSpec], bundle: str, *, propagation: int,
-            devices: list[dict[str, object]], in_userns: bool,
-            before_cgroup_mount: Callable[[], None] | None = None) -> None:
-    """Steps before pivot_root: propagation, the rootfs bind, the mounts, /dev.
-
-    ``before_cgroup_mount`` is called once: before the first cgroup mount, or at the end.
-    """
+            devices: list[dict[str, object]], in_userns: bool) -> None:
+    """Steps before pivot_root: propagation, the rootfs bind, the mounts, /dev."""
     libc.mount(None, "/", None, propagation or PROPAGATION_DEFAULT)
     make_parent_mount_private(rootfs)
     try:
@@ -63,9 +55,6 @@ def prepare(rootfs: str, mounts: list[MountSpec], bundle: str, *, propagation: i
                               field="root.path") from err
     dev_is_bind = False
     for i, spec in enumerate(mounts):
-        if spec.type == "cgroup" and before_cgroup_mount is not None:
-            before_cgroup_mount()
-            before_cgroup_mount = None
         try:
             mount_one(rootfs, spec, bundle)
         except OSError as err:
@@ -86,8 +75,6 @@ def prepare(rootfs: str, mounts: list[MountSpec], bundle: str, *, propagation: i
             dst = secure_join(rootfs, "/dev/core")
             if not os.path.lexists(dst):
                 os.symlink("/proc/kcore", dst)
-    if before_cgroup_mount is not None:
-        before_cgroup_mount()
     for d in devices:
         make_device(rootfs, str(d["path"]), str(d["type"]), int(d.get("major", 0)),  # type: ignore[call-overload]
                     int(d.get("minor", 0)), int(d.get("fileMode", 0o666)),  # type: ignore[call-overload]

@@ -38,11 +38,6 @@ VERBS = ("create", "start", "run", "state", "list", "kill", "delete", "exec", "p
          "resume", "update", "events", "features", "spec", "checkpoint", "restore")
 
 
-# Verbs that move a process into a cgroup: start the kernel's slow first step now, so it
-# runs while the verb reads and checks its documents (see cgroups.start_priming).
-PRIMING_VERBS = ("create", "run", "exec")
-
-
 class Globals:
     __slots__ = ("debug", "log", "log_format", "root", "verb")
 
@@ -99,10 +94,6 @@ def main(argv: list[str] | None = None) -> int:
                                "use cgroupfs", field="systemd-cgroup")
         verb = rest[0]
         g.verb = verb
-        if verb in PRIMING_VERBS:
-            from silo.kernel.cgroups import start_priming
-
-            start_priming()
         if verb not in VERBS:
             raise InvalidArgument(f"no such command: {verb!r}", field="command")
         if g.debug:
