@@ -109,8 +109,13 @@ class Container:
 
         if not proc.is_alive(self.pid, self.doc.get("pid_start")):
             return lifecycle.STOPPED
-        if os.path.exists(os.path.join(self.dir, FIFO)):
-            return lifecycle.CREATED
+        try:
+            fifo = os.stat(os.path.join(self.dir, FIFO))
+        except FileNotFoundError:
+            pass
+        else:
+            # create makes the fifo with mode 0 and opens it up once the init is ready.
+            return lifecycle.CREATED if fifo.st_mode & 0o777 else lifecycle.CREATING
         if is_frozen(self.doc.get("freezer_file", "")):
             return lifecycle.PAUSED
         return lifecycle.RUNNING

@@ -115,7 +115,7 @@ def create(opts: CreateOptions) -> Container:
     fds: list[int] = []
     try:
         fifo = os.path.join(cdir, FIFO)
-        os.mkfifo(fifo, 0o600)
+        os.mkfifo(fifo, 0o000)
         a = init.InitArgs()
         a.spec = spec
         a.bundle = bundle
@@ -155,10 +155,13 @@ def create(opts: CreateOptions) -> Container:
         cg.apply(effective_resources(linux))
         a.cgroup = cg
 
-        if opts.subreaper:
-            from silo.kernel import libc
+        from silo.kernel import libc, proc
 
+        if opts.subreaper:
             libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+        a.direct = can_fork_directly(a, hooks)
+        if a.direct:
+            enter_pid_namespace(a)
         parent, child = Channel.pair()
         fds.append(parent.fd)
         stage1 = os.fork()
@@ -166,10 +169,32 @@ def create(opts: CreateOptions) -> Container:
             parent.close()
             init.create_child(a, child)
         child.close()
+
+        def record(pid: int) -> Container:
+            # Written while the init still builds its root filesystem; the fifo's mode says
+            # "creating" (0) until the init is ready (see Container.status).
+            c = Container(opts.root, opts.id, {
+                "id": opts.id, "pid": pid, "pid_start": proc.start_time(pid),
+                "bundle": bundle, "rootfs": rootfs, "created": now_rfc3339(),
+                "owner": opts.owner, "cgroup_path": cgroup_path, "config": spec,
+                "freezer_file": freezer_file(cg),
+            })
+            c.save()
+            if opts.pid_file:
+                from silo.compute.container import write_atomic
+
+                write_atomic(os.path.abspath(opts.pid_file), str(pid))
+            return c
+
+        c: Container | None = None
+        if a.direct:
+            init_pid = stage1
+            c = record(init_pid)
         while True:
             tag, payload = parent.recv()
             if tag == "pid":
                 init_pid = int(payload)
+                c = record(init_pid)
             elif tag == "userns":
                 write_id_maps(stage1, linux)
                 parent.send("go")
@@ -187,21 +212,11 @@ def create(opts: CreateOptions) -> Container:
             else:
                 raise Internal(f"container {opts.id!r}: the init exited during setup",
                                op="compute::create", obj=opts.id)
-        os.waitpid(stage1, 0)
+        os.chmod(fifo, 0o600)  # created: see Container.status
+        if not a.direct:
+            os.waitpid(stage1, 0)
         stage1 = 0
-        from silo.kernel import proc
-
-        c = Container(opts.root, opts.id, {
-            "id": opts.id, "pid": init_pid, "pid_start": proc.start_time(init_pid),
-            "bundle": bundle, "rootfs": rootfs, "created": now_rfc3339(),
-            "owner": opts.owner, "cgroup_path": cgroup_path, "config": spec,
-            "freezer_file": freezer_file(cg),
-        })
-        c.save()
-        if opts.pid_file:
-            from silo.compute.container import write_atomic
-
-            write_atomic(os.path.abspath(opts.pid_file), str(init_pid))
+        assert c is not None
         return c
     except BaseException:
         undo(cdir, cg, stage1, init_pid)
@@ -237,6 +252,35 @@ def effective_resources(linux: dict[str, Any]) -> dict[str, Any]:
                           "major": d["major"], "minor": d["minor"], "access": "rwm"})
     resources["devices"] = rules
     return resources
+
+
+def can_fork_directly(a: init.InitArgs, hooks: dict[str, Any]) -> bool:
+    """Whether the runtime may enter the container's pid namespace itself and fork the init
+    directly (one fork instead of two). Not with a new user namespace (it must own the pid
+    namespace, and only a child can create it), and not with hooks the runtime spawns: after
+    entering, its children are born in the container's pid namespace."""
+    from silo.kernel import libc
+
+    return (not a.new_ns & libc.CLONE_NEWUSER
+            and not any(k == "user" for k, _ in a.join_fds)
+            and not any(hooks.get(k) for k in ("prestart", "createRuntime", "poststart",
+                                               "poststop")))
+
+
+def enter_pid_namespace(a: init.InitArgs) -> None:
+    """unshare or setns the pid namespace in this process: only its children are affected,
+    and the next one is the container's init (pid 1 of a new namespace)."""
+    from silo.kernel import libc
+
+    if a.new_ns & libc.CLONE_NEWPID:
+        libc.unshare(libc.CLONE_NEWPID)
+        a.new_ns &= ~libc.CLONE_NEWPID
+        return
+    for kind, fd in a.join_fds:
+        if kind == "pid":
+            init.join_namespace(a.spec, kind, fd)
+            a.join_fds.remove((kind, fd))
+            return
 
 
 def freezer_file(cg: Cgroup) -> str:

@@ -114,6 +114,7 @@ class InitArgs:
         "bundle",
         "cgroup",
         "console_fd",
+        "direct",
         "fifo_fd",
         "has_runtime_hooks",
         "join_fds",
@@ -136,6 +137,7 @@ class InitArgs:
         self.has_runtime_hooks = False
         self.state: dict[str, Any] = {}
         self.cgroup: Cgroup | None = None
+        self.direct = False  # forked by the runtime inside the pid namespace (no stage 2)
 
 
 def create_child(a: InitArgs, chan: Channel) -> NoReturn:
@@ -163,7 +165,9 @@ def create_child(a: InitArgs, chan: Channel) -> NoReturn:
         rest = a.new_ns & ~libc.CLONE_NEWUSER
         if rest:
             libc.unshare(rest)
-        if a.new_ns & libc.CLONE_NEWPID or any(k == "pid" for k, _ in a.join_fds):
+        if a.direct:
+            pass  # the runtime entered the pid namespace and forked us: we are the init
+        elif a.new_ns & libc.CLONE_NEWPID or any(k == "pid" for k, _ in a.join_fds):
             pid = os.fork()
             if pid:
                 chan.send("pid", str(pid))
