@@ -60,7 +60,8 @@ def make_controlling(slave: int) -> None:
     """Become a session leader with ``slave`` as controlling terminal and stdio."""
     import fcntl
 
-    os.setsid()
+    if os.getsid(0) != os.getpid():
+        os.setsid()
     fcntl.ioctl(slave, TIOCSCTTY, 0)
     for n in (0, 1, 2):
         os.dup2(slave, n)
