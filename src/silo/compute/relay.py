@@ -50,7 +50,9 @@ def relay_tty(master: int, pid: int) -> None:
         import tty
 
         saved = termios.tcgetattr(0)
-        tty.setraw(0)
+        # TCSANOW, not setraw's default TCSAFLUSH: input typed ahead of the container's
+        # start is the container's, not to be thrown away (runc keeps it too).
+        tty.setraw(0, termios.TCSANOW)
         h, w = console.get_size(0)
         console.set_size(master, h, w)
 
