@@ -15,6 +15,7 @@ import copy
 import itertools
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -337,10 +338,15 @@ def one_error_line(r: subprocess.CompletedProcess[str], *words: str) -> str:
     return lines[0]
 
 
-def read_until_closed(fd: int) -> str:
-    """Everything a pty master yields until the slave side is closed everywhere."""
+def read_until_closed(fd: int, deadline: float = 60) -> str:
+    """Everything a pty master yields until the slave side is closed everywhere (the
+    deadline only stops a hang)."""
     data = b""
-    while True:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
         try:
             chunk = os.read(fd, 4096)
         except OSError:  # EIO: every slave side is closed

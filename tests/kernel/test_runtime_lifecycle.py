@@ -3,11 +3,14 @@ kernel, observations read back from /proc, the cgroup files and the container's 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
+import termios
 from datetime import datetime
 from pathlib import Path
 
@@ -206,15 +209,19 @@ def test_run_captures_stdout_and_stderr(bundle: Bundle) -> None:
 
 def test_run_with_a_terminal_inside_a_pty(bundle: Bundle) -> None:
     bundle.process["terminal"] = True
-    bundle.process["args"] = ["sh", "-c", "tty; exit 3"]
+    bundle.process["args"] = ["sh", "-c", "tty; stty size; read line; echo got-$line; exit 3"]
     cid = bundle.new_id()
     bundle.write_config(cid)
     master, slave = os.openpty()
+    # the runtime gives the container's terminal the size of its own, as runc does
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
     try:
         p = subprocess.Popen([RUNTIME, "--root", str(bundle.state_dir), "run", "--bundle",
                               str(bundle.path), cid], stdin=slave, stdout=slave, stderr=slave)
         os.close(slave)
         slave = -1
+        # typed ahead of the container's start: the relay must not drop it
+        os.write(master, b"typed\n")
         out = read_until_closed(master)
         code = p.wait(timeout=60)
     finally:
@@ -222,7 +229,8 @@ def test_run_with_a_terminal_inside_a_pty(bundle: Bundle) -> None:
         if slave >= 0:
             os.close(slave)
     assert code == 3, out
-    assert "/dev/pts/0" in out.split(), out
+    lines = [line for line in out.split("\r\n") if line != "typed"]  # the echoes
+    assert lines[:3] == ["/dev/pts/0", "33 111", "got-typed"], out
 
 
 # -- list, ps, events, update --------------------------------------------------------------------
