@@ -222,12 +222,15 @@ def test_run_with_a_terminal_inside_a_pty(bundle: Bundle) -> None:
         slave = -1
         # typed ahead of the container's start: the relay must not drop it
         os.write(master, b"typed\n")
-        out = read_until_closed(master)
-        code = p.wait(timeout=60)
+        out = read_until_closed(master, deadline=20)
+        code = p.wait(timeout=20)
     finally:
         os.close(master)
         if slave >= 0:
             os.close(slave)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     assert code == 3, out
     lines = [line for line in out.split("\r\n") if line != "typed"]  # the echoes
     assert lines[:3] == ["/dev/pts/0", "33 111", "got-typed"], out
@@ -352,12 +355,15 @@ def test_exec_tty_in_the_foreground(bundle: Bundle) -> None:
                              stderr=slave)
         os.close(slave)
         slave = -1
-        out = read_until_closed(master)
-        code = p.wait(timeout=60)
+        out = read_until_closed(master, deadline=20)
+        code = p.wait(timeout=20)
     finally:
         os.close(master)
         if slave >= 0:
             os.close(slave)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     assert code == 6, out
     assert out.split() and out.split()[0].startswith("/dev/pts/"), out
 
@@ -564,8 +570,8 @@ def test_user_namespace_with_mappings(bundle: Bundle) -> None:
     status = pid_status(pid)
     assert status["Uid"].split() == ["100000"] * 4 and status["Gid"].split() == ["200000"] * 4
     assert os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user")
-    out = bundle.exec(cid, "sh", "-c", "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user")
-    lines = out.split("\n")
+    lines = bundle.exec(cid, "sh", "-c",
+                        "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user").split("\n")
     assert lines[0] == "0" and lines[1].split() == ["0", "100000", "65536"]
     assert lines[2] == os.readlink(f"/proc/{pid}/ns/user")
 
