@@ -57,6 +57,19 @@ _encode_sorted = _json.make_encoder(
 )
 
 
+def _scan(text: str, start: int) -> tuple[Any, int]:
+    try:
+        return _scan_once(text, start)
+    except SystemError:
+        # _json raises syntax errors as json.decoder.JSONDecodeError, which it looks up in
+        # sys.modules without importing it: with json.decoder never imported, the error comes
+        # out as "returned NULL without setting an exception". Only a failed parse pays.
+        import json.decoder  # noqa: F401
+
+        _Context.memo.clear()
+        return _scan_once(text, start)
+
+
 def loads(text: str | bytes, what: str = "document") -> Any:
     """Parse one JSON value; ``what`` names the document in the error (e.g. "config.json")."""
     if isinstance(text, bytes):
@@ -66,7 +79,7 @@ def loads(text: str | bytes, what: str = "document") -> Any:
             raise InvalidArgument(f"{what}: not UTF-8: {err}", field=what) from err
     start = len(text) - len(text.lstrip(_WS))
     try:
-        value, end = _scan_once(text, start)
+        value, end = _scan(text, start)
     except StopIteration as stop:
         raise InvalidArgument(
             f"{what}: not valid JSON: expecting a value at char {stop.value}", field=what
