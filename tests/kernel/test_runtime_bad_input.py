@@ -128,9 +128,11 @@ def test_bad_config_is_refused_and_leaves_nothing(bundle: Bundle, verb: str,
     bundle.assert_clean()
 
 
-def test_config_that_is_not_json(bundle: Bundle) -> None:
+@pytest.mark.parametrize("raw", ['{"ociVersion": "1.2.0", "process": ', '{"ociVersion',
+                                 '{"ociVersion": "1.2.0",}', "[1, 2", "\xff"])
+def test_config_that_is_not_json(bundle: Bundle, raw: str) -> None:
     cid = bundle.new_id()
-    bundle.write_config(cid, raw='{"ociVersion": "1.2.0", "process": ')
+    bundle.write_config(cid, raw=raw)
     r = bundle.runtime("create", "--bundle", str(bundle.path), cid, log=True)
     refused(bundle, r, "config.json")
     bundle.assert_clean()
@@ -255,3 +257,37 @@ def test_rootfs_out_of_reach_of_the_user_namespace(bundle: Bundle) -> None:
         bundle.tmp.chmod(0o711)
     refused(bundle, r, "root.path")
     bundle.assert_clean()
+
+
+BAD_EXECS: list[tuple[str, list[str], Any, tuple[str, ...]]] = [
+    ("command not in the image", ["no-such-command"], None,
+     ("executable file not found", "no-such-command")),
+    ("user is not UID[:GID]", ["--user", "nobody", "true"], None, ("--user",)),
+    ("cwd is relative", ["--cwd", "tmp", "true"], None, ("process.cwd",)),
+    ("cwd does not exist", ["--cwd", "/no/such/dir", "true"], None, ("process.cwd",)),
+    ("unknown capability", ["--cap", "CAP_FOO", "true"], None, ("CAP_FOO",)),
+    ("process file that is not JSON", [], "{", ("process.json",)),
+    ("process file without args", [], {"cwd": "/"}, ("process.args",)),
+    ("process file with a string uid", [], {"args": ["true"], "cwd": "/",
+                                            "user": {"uid": "0", "gid": 0}},
+     ("process.user.uid",)),
+]
+
+
+@pytest.mark.parametrize(("argv", "process", "words"), [(a, p, w) for _, a, p, w in BAD_EXECS],
+                         ids=[name for name, _, _, _ in BAD_EXECS])
+def test_bad_exec_is_refused_and_the_container_is_untouched(
+        bundle: Bundle, argv: list[str], process: Any, words: tuple[str, ...]) -> None:
+    cid = bundle.start()
+    procs_before = (cgroup_dir("pids", cid) / "cgroup.procs").read_text()
+    if process is not None:
+        pfile = bundle.tmp / "process.json"
+        pfile.write_text(process if isinstance(process, str) else json.dumps(process))
+        argv = ["--process", str(pfile)]
+        r = bundle.runtime("exec", *argv, cid, log=True)
+    else:
+        flags, cmd = (argv[:2], argv[2:]) if argv[0].startswith("-") else ([], argv)
+        r = bundle.runtime("exec", *flags, cid, *cmd, log=True)
+    refused(bundle, r, *words)
+    assert bundle.state(cid)["status"] == "running"
+    assert (cgroup_dir("pids", cid) / "cgroup.procs").read_text() == procs_before
