@@ -189,6 +189,26 @@ def test_exit_by_signal_is_128_plus_the_signal(bundle: Bundle) -> None:
     assert bundle.runtime("exec", other, "sh", "-c", "kill -15 $$").returncode == 143
 
 
+def test_run_keep_leaves_a_stopped_container(bundle: Bundle) -> None:
+    bundle.process["args"] = ["sh", "-c", "exit 2"]
+    cid = bundle.new_id()
+    bundle.write_config(cid)
+    assert bundle.runtime("run", "--keep", "--bundle", str(bundle.path), cid).returncode == 2
+    assert bundle.state(cid)["status"] == "stopped"
+    assert cgroup_dirs_named(cid)
+    bundle.ok("delete", cid)
+    assert not cgroup_dirs_named(cid)
+
+
+def test_annotations_reach_state_and_hooks(bundle: Bundle) -> None:
+    bundle.spec["annotations"] = {"org.example.team": "silo", "io.kubernetes.pod": "p1"}
+    bundle.spec["hooks"] = {"prestart": [{"path": hook(bundle, "prestart")}]}
+    cid = bundle.create()
+    assert bundle.state(cid)["annotations"] == bundle.spec["annotations"]
+    hook_state = json.loads((bundle.tmp / "prestart.json").read_text())
+    assert hook_state["annotations"] == bundle.spec["annotations"]
+
+
 def test_run_detach_leaves_it_running(bundle: Bundle) -> None:
     cid = bundle.new_id()
     bundle.write_config(cid)

@@ -88,3 +88,11 @@ def test_help_lists_the_verbs(bundle: Bundle) -> None:
         assert verb in out.split()
     r = bundle.runtime()
     assert r.returncode != 0 and "usage" in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("verb", ["checkpoint", "restore"])
+def test_checkpoint_and_restore_say_they_are_not_supported(bundle: Bundle, verb: str) -> None:
+    cid = bundle.start()
+    r = bundle.runtime(verb, cid, log=True)
+    one_error_line(r, verb, "not supported")
+    assert bundle.state(cid)["status"] == "running"
