@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 
 from tests import probes
-from tests.kernel.conftest import RUNTIME, Bundle, requires_runtime, wait_for
+from tests.kernel.conftest import (
+    RUNTIME,
+    Bundle,
+    read_until_closed,
+    requires_runtime,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.kernel, requires_runtime]
 
@@ -279,6 +285,15 @@ def test_image_cannot_plant_code_in_the_runtime(bundle: Bundle) -> None:
                       flags=("--user", "1000:1000", "--cwd", "/tmp", "--env", "A=b"))
     assert out == "in-exec\n"
     assert bundle.runtime("exec", cid, "no-such-command").returncode != 0
+    master, slave = os.openpty()  # and an exec with a terminal
+    try:
+        tty = subprocess.run([RUNTIME, "--root", str(bundle.state_dir), "exec", "--tty", cid,
+                              "tty"], stdin=slave, stdout=slave, stderr=slave, timeout=60)
+    finally:
+        os.close(slave)
+    out = read_until_closed(master, deadline=20)
+    os.close(master)
+    assert tty.returncode == 0 and "/dev/pts/" in out, out
     assert not (bundle.upper / "planted").exists(), (bundle.upper / "planted").read_text()
     assert "PLANTED" not in bundle.output(cid, "err")
 
