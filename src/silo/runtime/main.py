@@ -131,5 +131,16 @@ def print_help() -> None:
           "commands:\n   " + "\n   ".join(VERBS) + "\n\nglobal options:\n" + usage(GLOBAL_FLAGS))
 
 
+def run() -> None:
+    """The command's entry point: ``main``, then exit without tearing the interpreter down
+    (module and object finalisation costs 1.5-2.5 ms here, on every call)."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
