@@ -43,10 +43,15 @@ def is_alive(pid: int, started: int | None) -> bool:
     """True if ``pid`` still runs, is the same process (start time) and is not a zombie."""
     if pid <= 0:
         return False
-    st = start_time(pid)
-    if st is None or (started is not None and st != started):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
         return False
-    return state_letter(pid) not in ("Z", "X", None)
+    fields = data[data.rfind(b")") + 2:].split()  # comm may hold spaces and parens
+    if started is not None and int(fields[19]) != started:
+        return False
+    return fields[0] not in (b"Z", b"X")
 
 
 def hard_limit(resource: int) -> int:
