@@ -198,8 +198,8 @@ class Container:
         from silo.kernel import cgroups
 
         lifecycle.require("update", self.status(), self.id)
-        cgroups.validate_resources(resources)
-        self.cgroup().apply(resources)
+        cgroups.validate_resources(resources, "resources")
+        self.cgroup().apply(resources, "resources")
         linux = self.config.setdefault("linux", {})
         merged = linux.setdefault("resources", {})
         for k, v in resources.items():

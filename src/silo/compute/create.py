@@ -70,9 +70,13 @@ def validate_host(spec: dict[str, Any], bundle: str) -> tuple[str, list[MountSpe
         raise InvalidArgument("linux.namespaces: a mount namespace is required",
                               field="linux.namespaces")
     for i, ns in enumerate(linux.get("namespaces") or []):
-        if ns.get("path") and not os.path.exists(ns["path"]):
-            raise InvalidArgument(f"linux.namespaces[{i}].path: {ns['path']!r} does not exist",
-                                  field=f"linux.namespaces[{i}].path")
+        if ns.get("path"):
+            try:
+                os.stat(ns["path"])
+            except OSError as err:
+                why = "does not exist" if err.errno == 2 else f"cannot be reached: {err.strerror}"
+                raise InvalidArgument(f"linux.namespaces[{i}].path: {ns['path']!r} {why}",
+                                      field=f"linux.namespaces[{i}].path") from err
     mounts = [MountSpec(m, f"mounts[{i}]") for i, m in enumerate(spec.get("mounts") or [])]
     for i, m in enumerate(mounts):
         if m.is_bind:
