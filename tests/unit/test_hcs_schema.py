@@ -4,6 +4,9 @@ it is about (``err.field`` and the start of the message) and the right error cat
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -402,3 +405,11 @@ def test_answers_validate_against_their_schemas() -> None:
     with pytest.raises(InvalidArgument, match=r"^State: must be one of"):
         jsonschema.validate(hcs.SCHEMAS["Summary"], {**summary, "State": "Running2"}, "",
                             hcs.SCHEMAS)
+
+
+def test_importing_it_stays_lean() -> None:
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "src")
+    code = (f"import sys; sys.path.insert(0, {src!r}); import silo.schema.hcs; "
+            "heavy = {'re', 'typing', 'json', 'copy', 'enum'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-I", "-S", "-c", code], check=True)
