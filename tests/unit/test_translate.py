@@ -295,6 +295,56 @@ def test_to_oci_process_for_an_exec(rootfs: str) -> None:
     assert p["user"]["uid"] == 1000
 
 
+def test_to_oci_process_names_fields_under_where() -> None:
+    with pytest.raises(InvalidArgument) as err:
+        translate.to_oci_process({"CommandArgs": []}, {}, [], where="")
+    assert err.value.field == "CommandArgs"
+    with pytest.raises(InvalidArgument) as err:
+        translate.to_oci_process({"CommandArgs": ["x"], "User": "ghost"}, {}, [], where="")
+    assert err.value.field == "User"
+
+
+CONTAINER_PROCESS: Doc = {
+    "terminal": True, "user": {"uid": 1000, "gid": 1001, "additionalGids": [10]},
+    "args": ["/entry"], "env": ["PATH=/opt/bin", "A=doc", "HOME=/home/app"], "cwd": "/srv",
+    "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"]},
+    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 64, "soft": 64}], "noNewPrivileges": True,
+}
+
+
+def test_an_exec_takes_the_containers_process_as_defaults(rootfs: str) -> None:
+    params = hcs.validate("ProcessParameters", {"CommandArgs": ["id"],
+                                                "Environment": {"B": "exec"}})
+    before = copy.deepcopy(CONTAINER_PROCESS)
+    p = translate.to_oci_exec_process(params, CONTAINER_PROCESS, rootfs=rootfs)
+    oci.validate_process(p)
+    assert before == CONTAINER_PROCESS
+    assert p["args"] == ["id"]
+    assert p["terminal"] is False
+    assert p["cwd"] == "/srv"
+    assert p["env"] == ["PATH=/opt/bin", "A=doc", "HOME=/home/app", "B=exec"]
+    assert p["user"] == CONTAINER_PROCESS["user"]
+    assert p["capabilities"] == CONTAINER_PROCESS["capabilities"]
+    assert p["rlimits"] == CONTAINER_PROCESS["rlimits"]
+    assert p["noNewPrivileges"] is True
+
+
+def test_an_exec_with_its_own_user_cwd_and_console(rootfs: str) -> None:
+    params = hcs.validate("ProcessParameters", {
+        "CommandArgs": ["sh"], "User": "daemon", "WorkingDirectory": "/tmp",
+        "Environment": {"A": "exec"}, "EmulateConsole": True, "ConsoleSize": [10, 20]})
+    p = translate.to_oci_exec_process(params, CONTAINER_PROCESS, rootfs=rootfs)
+    assert p["user"] == {"uid": 1, "gid": 1, "additionalGids": [10, 63]}
+    assert p["cwd"] == "/tmp"
+    assert p["env"] == ["PATH=/opt/bin", "A=exec", "HOME=/home/app"]
+    assert p["terminal"] is True
+    assert p["consoleSize"] == {"height": 10, "width": 20}
+    with pytest.raises(InvalidArgument) as err:
+        translate.to_oci_exec_process({"CommandArgs": ["sh"], "User": "ghost"},
+                                      CONTAINER_PROCESS, rootfs=rootfs)
+    assert err.value.field == "User"
+
+
 @pytest.mark.parametrize(("linux", "image", "expected"), [
     ({}, {}, 15),
     ({"StopSignal": "SIGINT"}, {"config": {"StopSignal": "SIGQUIT"}}, 2),

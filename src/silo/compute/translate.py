@@ -24,6 +24,7 @@ Resource formulas (``period`` is 100000 µs, ``ncpu`` the host's CPUs):
 
 from __future__ import annotations
 
+import copy
 import os
 import stat
 
@@ -120,7 +121,7 @@ def to_oci_process(params: dict[str, Any], image_config: dict[str, Any], base_en
     if not args:
         args = [*(image.get("Entrypoint") or ()), *(image.get("Cmd") or ())]
         if not args:
-            raise invalid(f"{where}.CommandArgs",
+            raise invalid(_at(where, "CommandArgs"),
                           "is empty and the image has no Entrypoint or Cmd")
 
     env: dict[str, str] = {}
@@ -134,7 +135,7 @@ def to_oci_process(params: dict[str, Any], image_config: dict[str, Any], base_en
     if not cwd.startswith("/"):
         cwd = "/" + cwd  # an image's WorkingDir is relative to / (Docker's rule)
 
-    user_field = f"{where}.User"
+    user_field = _at(where, "User")
     if params.get("User"):
         uid, gid, groups, home = _resolve(rootfs, params["User"], user_field)
     else:
@@ -145,9 +146,8 @@ def to_oci_process(params: dict[str, Any], image_config: dict[str, Any], base_en
                                       f"{err.message.removeprefix(user_field + ': ')}") from err
     env.setdefault("HOME", home)
 
-    terminal = bool(params.get("EmulateConsole"))
     process: dict[str, Any] = {
-        "terminal": terminal,
+        "terminal": False,
         "user": {"uid": uid, "gid": gid},
         "args": args,
         "env": [f"{k}={v}" for k, v in env.items()],
@@ -158,10 +158,55 @@ def to_oci_process(params: dict[str, Any], image_config: dict[str, Any], base_en
     }
     if groups:
         process["user"]["additionalGids"] = groups
-    if terminal and "ConsoleSize" in params:
+    _console(params, process)
+    return process
+
+
+def to_oci_exec_process(params: dict[str, Any], container_process: dict[str, Any], *,
+                        rootfs: str, where: str = "") -> dict[str, Any]:
+    """An OCI ``process`` for validated ProcessParameters run in a running container, with the
+    container's own process (its config.json ``process``) as the defaults, as ``docker exec``
+    does: its env under ``Environment``, its cwd, its user unless ``User`` is given (resolved in
+    ``rootfs``), its capabilities, rlimits and noNewPrivileges. The image is not read again:
+    the container's env already holds the image's Env, under the document's Environment.
+    """
+    env: dict[str, str] = {}
+    for entry in container_process.get("env") or ():
+        key, sep, value = entry.partition("=")
+        if sep and key:
+            env[key] = value
+    env.update(params.get("Environment", {}))
+    process: dict[str, Any] = {
+        "terminal": False,
+        "args": list(params["CommandArgs"]),
+        "cwd": params.get("WorkingDirectory") or container_process.get("cwd") or "/",
+    }
+    if params.get("User"):
+        uid, gid, groups, home = _resolve(rootfs, params["User"], _at(where, "User"))
+        process["user"] = {"uid": uid, "gid": gid}
+        if groups:
+            process["user"]["additionalGids"] = groups
+        env.setdefault("HOME", home)
+    else:
+        process["user"] = copy.deepcopy(container_process.get("user") or {"uid": 0, "gid": 0})
+    process["env"] = [f"{k}={v}" for k, v in env.items()]
+    for key in ("capabilities", "rlimits", "noNewPrivileges", "apparmorProfile",
+                "selinuxLabel", "oomScoreAdj"):
+        if key in container_process:
+            process[key] = copy.deepcopy(container_process[key])
+    _console(params, process)
+    return process
+
+
+def _at(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _console(params: dict[str, Any], process: dict[str, Any]) -> None:
+    process["terminal"] = bool(params.get("EmulateConsole"))
+    if process["terminal"] and "ConsoleSize" in params:
         height, width = params["ConsoleSize"]
         process["consoleSize"] = {"height": height, "width": width}
-    return process
 
 
 def resolve_user(rootfs: str, user: str,
