@@ -30,14 +30,20 @@ API_VERSION = "1"
 JSON = "application/json"
 JSON_LINES = "application/x-ndjson"
 
-_REASONS = {
-    200: "OK", 201: "Created", 204: "No Content", 400: "Invalid argument (Code invalid_argument)",
-    404: "Not found (Code not_found)",
-    409: "Already exists or invalid state (Code already_exists, invalid_state)",
-    413: "Body larger than silod accepts (Code invalid_argument)",
-    500: "Internal error (Code internal)", 501: "Not supported (Code not_supported)",
-    503: "Unavailable (Code unavailable)", 504: "Timeout (Code timeout)",
+# The error answers, shared by the operations as components/responses (name, description).
+ERROR_RESPONSES: dict[int, tuple[str, str]] = {
+    400: ("InvalidArgument", "A parameter or the body is wrong; Field names it "
+                             "(Code invalid_argument)"),
+    404: ("NotFound", "No such compute system or process (Code not_found)"),
+    409: ("Conflict", "It exists already, or its state forbids the verb "
+                      "(Code already_exists, invalid_state)"),
+    413: ("BodyTooLarge", "The body is larger than silod accepts (Code invalid_argument)"),
+    500: ("Internal", "silod failed; its log says why (Code internal)"),
+    501: ("NotSupported", "silo does not do this (Code not_supported)"),
+    503: ("Unavailable", "Something silod needs cannot be reached now (Code unavailable)"),
+    504: ("Timeout", "The operation did not finish in time (Code timeout)"),
 }
+_SUCCESS = {200: "OK", 201: "Created", 204: "Done; no body"}
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         doc["requestBody"] = {"required": op.body_required,
                               "content": {JSON: {"schema": _ref(op.request)}}}
     responses: dict[str, Any] = {}
-    success: dict[str, Any] = {"description": _REASONS.get(op.status, "OK")}
+    success: dict[str, Any] = {"description": _SUCCESS.get(op.status, "OK")}
     schema: dict[str, Any] | None = None
     if op.response is not None:
         schema = _ref(op.response)
@@ -155,14 +161,18 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.request is not None:
         errors.add(413)
     for status in sorted(errors):
-        responses[str(status)] = {"description": _REASONS[status],
-                                  "content": {JSON: {"schema": _ref("Error")}}}
+        responses[str(status)] = {"$ref": f"#/components/responses/{ERROR_RESPONSES[status][0]}"}
     doc["responses"] = responses
     return doc
 
 
 def build(operations: Iterable[Operation]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``operations`` with the HCS schemas as components."""
+    components = hcs.openapi_components()
+    components["responses"] = {
+        name: {"description": text, "content": {JSON: {"schema": _ref("Error")}}}
+        for name, text in ERROR_RESPONSES.values()
+    }
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
@@ -176,7 +186,7 @@ def build(operations: Iterable[Operation]) -> dict[str, Any]:
                            "to the HTTP status (docs/api.md).",
         },
         "paths": paths,
-        "components": hcs.openapi_components(),
+        "components": components,
     }
 
 
