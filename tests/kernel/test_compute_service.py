@@ -639,3 +639,46 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
 
+
+
+def test_stopping_a_created_one(svc: ComputeService, env: Env) -> None:
+    a = svc.create(env.doc("sleep", "300"))["Id"]
+    assert svc.terminate(a)["ExitType"] == "ForcedExit"
+    b = svc.create(env.doc("sleep", "300"))["Id"]
+    stopped = svc.shutdown(b, timeout=1)
+    assert stopped["State"] == "Stopped"
+    svc.delete(a)
+    svc.delete(b)
+
+
+def test_reconcile_follows_a_container_whose_monitor_died(env: Env) -> None:
+    first = env.service()
+    sid = run(first, env, "sleep", "300")
+    row = first.store.get_system(sid)
+    assert row is not None
+    first.close()
+    env.services.remove(first)
+    os.kill(row.conmon_pid, signal.SIGKILL)
+    wait_for(lambda: not _alive(row.conmon_pid), "conmon died")
+    assert _alive(row.pid)
+
+    second = env.service(reconcile=False)
+    assert second.reconcile()["adopted"] == [sid]
+    assert second.get(sid)["State"] == "Running"
+    second.signal_process(sid, row.pid, signal.SIGKILL)
+    # the monitor kept the exit code: without it, the exit is known but its code is not
+    assert second.wait(sid, timeout=20) == {"ExitCode": -1, "ExitType": "UnexpectedExit"}
+    second.delete(sid)
+
+
+def test_reconcile_records_an_exec_exit_while_down(env: Env) -> None:
+    first = env.service()
+    sid = run(first, env, "sleep", "300")
+    p = first.create_process(sid, {"CommandArgs": ["sh", "-c", "sleep 0.3; exit 6"]})
+    first.close()
+    env.services.remove(first)
+    time.sleep(1)
+    second = env.service()
+    assert second.process_status(sid, p["ProcessId"]) == \
+        {"ProcessId": p["ProcessId"], "Exited": True, "ExitCode": 6}
+    second.delete(sid, force=True)

@@ -21,6 +21,9 @@ Concurrency: the HTTP layer calls from many threads. Each system has a lock held
 that change it; waiting (wait, shutdown's grace period) happens outside it. Exits arrive on the
 monitor's watcher thread and are recorded under the same lock; the database's compare-and-set
 updates (``where_state``) keep a late exit and a verb from overwriting each other.
+
+Part of silod: may import every library layer (compute, kernel, schema, storage), never the
+HTTP layer or the commands.
 """
 
 from __future__ import annotations
@@ -209,7 +212,8 @@ class ComputeService:
             image=image, terminal=bool(process.get("EmulateConsole")),
             stdin=bool(process.get("CreateStdInPipe")))
         with self._lock(system_id):
-            if self.store.find_system(system_id) is not None:
+            # checked before the journal entry: reconcile undoes the create of the id it names
+            if self.store.get_system(system_id) is not None:
                 raise errors.AlreadyExists(f"a compute system with Id {system_id!r} exists",
                                            op=_op("create"), obj=system_id)
             op_id = self.store.begin(system_id, "create", {
@@ -236,6 +240,14 @@ class ComputeService:
         return self._summary(row)
 
     def _build(self, row: SystemRow, image_rootfs: str, image_config: dict[str, Any]) -> None:
+        try:
+            self._build_steps(row, image_rootfs, image_config)
+        except OSError as err:
+            raise errors.Internal(f"build the bundle: {err}", op=_op("create"),
+                                  obj=row.id) from err
+
+    def _build_steps(self, row: SystemRow, image_rootfs: str,
+                     image_config: dict[str, Any]) -> None:
         paths = self._paths(row)
         rootfs = os.path.join(row.bundle, "rootfs")
         os.makedirs(rootfs)
@@ -577,24 +589,40 @@ class ComputeService:
 
     def _teardown(self, row: SystemRow) -> None:
         """Remove everything a system has on the host; each step tolerates its part being
-        gone already, so an interrupted teardown can simply run again."""
+        gone already, so an interrupted teardown can simply run again. OSErrors become
+        Internal."""
+        try:
+            self._teardown_steps(row)
+        except OSError as err:
+            raise errors.Internal(f"remove the compute system's files: {err}",
+                                  op=_op("delete"), obj=row.id) from err
+
+    def _teardown_steps(self, row: SystemRow) -> None:
         self.watcher.unwatch(row.id)
-        for p in self.store.list_processes(row.id):
+        processes = self.store.list_processes(row.id)
+        for p in processes:
             self.watcher.unwatch(f"{row.id}/{p.exec_id}")
         self._runtime("delete", "--force", row.id, op="delete", obj=row.id, ok_missing=True)
         paths = self._paths(row)
-        _stop_monitor(row.conmon_pid, row.conmon_start, row.id)
-        for p in self.store.list_processes(row.id):
-            _stop_monitor(p.conmon_pid, p.conmon_start, row.id)
+        # pids from conmon's own files too: a create or exec that failed half-way has none
+        # recorded (only a conmon whose command line names this system is ever signalled)
+        monitors = {(row.conmon_pid, row.conmon_start), (monitor.read_pids(paths)[1], None)}
+        monitors |= {(p.conmon_pid, p.conmon_start) for p in processes}
+        for exec_id in _listdir(os.path.join(row.bundle, "exec")):
+            exec_paths = monitor.exec_paths(row.bundle, exec_id)
+            monitors.add((monitor.read_pids(exec_paths)[1], None))
+        for pid, start in monitors:
+            _stop_monitor(pid, start, row.id)
         _remove_bundle(row.bundle)
         _rmtree(row.scratch)
-        try:
-            cg = cgroups.Cgroup(row.cgroup)
-            if cg.exists():
-                cg.destroy()
-        except errors.SiloError as err:
-            raise errors.Internal(f"remove the cgroup {row.cgroup}: {err}", op=_op("delete"),
-                                  obj=row.id) from err
+        if row.cgroup:
+            try:
+                cg = cgroups.Cgroup(row.cgroup)
+                if cg.exists():
+                    cg.destroy()
+            except errors.SiloError as err:
+                raise errors.Internal(f"remove the cgroup {row.cgroup}: {err}",
+                                      op=_op("delete"), obj=row.id) from err
         with contextlib.suppress(FileNotFoundError):
             os.unlink(paths.exit_file(row.id))
 
@@ -660,6 +688,7 @@ class ComputeService:
             terminal = bool(params.get("EmulateConsole"))
             stdin = bool(params.get("CreateStdInPipe"))
             op_id = self.store.begin(system_id, "exec", {"exec_id": exec_id, "dir": paths.dir})
+            launched: monitor.Launched | None = None
             try:
                 os.makedirs(paths.exit_dir)
                 spec_path = os.path.join(paths.dir, "process.json")
@@ -677,9 +706,16 @@ class ComputeService:
                     system_id=system_id, exec_id=exec_id, params=params, dir=paths.dir,
                     created=time.time(), pid=launched.pid, pid_start=launched.pid_start,
                     conmon_pid=launched.conmon_pid, conmon_start=launched.conmon_start))
-            except BaseException:
+            except BaseException as err:
+                if launched is not None:  # it runs, but silod could not record it
+                    with contextlib.suppress(OSError):
+                        os.kill(launched.pid, 9)
+                    _stop_monitor(launched.conmon_pid, launched.conmon_start, system_id)
                 _rmtree(paths.dir)
                 self.store.end(op_id)
+                if isinstance(err, OSError):
+                    raise errors.Internal(f"start the process: {err}", op=_op("create-process"),
+                                          obj=system_id) from err
                 raise
             self.store.end(op_id)
             self._watch_process(system_id, exec_id, paths, launched.conmon_pid,
@@ -861,8 +897,6 @@ class ComputeService:
                 id=system_id, name=system_id, owner="", state=CREATING, document={},
                 created=0.0, bundle=detail.get("bundle", ""),
                 scratch=detail.get("scratch", ""), cgroup=detail.get("cgroup", ""))
-            if not ghost.conmon_pid:
-                ghost.conmon_pid = monitor.read_pids(self._paths(ghost))[1]
             self._teardown(ghost)
             self.store.delete_system(system_id)
             report["undone"].append(f"create {system_id}")
@@ -949,7 +983,7 @@ class ComputeService:
                 _remove_bundle(bundle)
                 report["removed"].append(f"bundle {sid}")
         for sid in _listdir(self.config.runtime_root):
-            if sid not in known:
+            if sid not in known and os.path.isdir(os.path.join(self.config.runtime_root, sid)):
                 self._runtime("delete", "--force", sid, op="reconcile", obj=sid,
                               ok_missing=True)
                 report["removed"].append(f"runtime state {sid}")
