@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from silo.errors import invalid
+from silo.errors import InvalidArgument, invalid
 from silo.schema import hcs
 from silo.service import openapi
 from silo.service.http import Request, Response, Router, Stream
@@ -271,6 +271,8 @@ def parse_query(op: Operation, query: Mapping[str, list[str]]) -> dict[str, Any]
     for name, values in query.items():
         p = known.get(name)
         if p is None:
+            if not name:
+                raise invalid("query", "a parameter has no name")
             if known:
                 raise invalid(name, "unknown query parameter (known: "
                               f"{', '.join(sorted(known))})")
@@ -353,4 +355,11 @@ def _body(op: Operation, request: Request) -> dict[str, Any]:
         doc = {}
     if not isinstance(doc, dict):
         raise invalid("body", f"must be a JSON object (a {op.request} document)")
-    return hcs.validate(op.request, doc)
+    try:
+        return hcs.validate(op.request, doc)
+    except InvalidArgument as err:
+        if err.field:
+            raise
+        # Every refusal names a field; one the validator could not name (a key "" at the
+        # top) is the body's.
+        raise invalid("body", err.message.lstrip(": ")) from err

@@ -40,6 +40,8 @@ MAX_BODY = 1 << 20          # bytes; compute-system documents are a few KiB
 IDLE_TIMEOUT = 300.0        # seconds a kept-alive connection may sit idle between requests
 JSON = "application/json"
 _MAX_TRAILERS = 100
+_DISCARD_MAX = 16 << 20     # an oversized body up to this is read and dropped after the 413
+_DISCARD_TIMEOUT = 2.0
 JSON_LINES = "application/x-ndjson"
 
 # docs/api.md: the HTTP status of each error category.
@@ -229,6 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT
     server: _Listener
     _headers_buffer: list[bytes]      # BaseHTTPRequestHandler's, written by flush_headers()
+    _unread = 0                       # bytes of a refused body still on the wire
 
     # -- request loop --------------------------------------------------------------------------
 
@@ -247,8 +250,11 @@ class _Handler(BaseHTTPRequestHandler):
             if self.request_version == "HTTP/0.9":
                 self.send_error(505, "HTTP/0.9 is not supported")
                 return
+            self._unread = 0
             self._serve()
             self.wfile.flush()
+            if self._unread:
+                self._discard(self._unread)
         except (TimeoutError, ConnectionError):
             self.close_connection = True
 
@@ -287,6 +293,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_stream(answer)
         else:
             self._send_document(answer.status, answer.document, answer.headers)
+
+    def _discard(self, length: int) -> None:
+        # A client that sends its whole body before reading (most do) would meet a reset
+        # instead of the 413 if the connection closed under it: read and drop a bounded amount.
+        if length > _DISCARD_MAX:
+            return
+        self.connection.settimeout(_DISCARD_TIMEOUT)
+        while length > 0:
+            data = self.rfile.read(min(length, 65536))
+            if not data:
+                return
+            length -= len(data)
 
     def _route(self, body: bytes) -> tuple[Request, Handler]:
         url = urlsplit(self.path)
@@ -327,6 +345,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not length:
             return b""
         if length > limit:
+            self._unread = length
             raise BodyTooLarge(limit)
         body = self.rfile.read(length)
         if len(body) < length:
