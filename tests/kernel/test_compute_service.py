@@ -317,6 +317,13 @@ def test_wait_times_out(svc: ComputeService, env: Env) -> None:
 
 def test_properties_statistics_and_process_list(svc: ComputeService, env: Env) -> None:
     sid = run(svc, env, "sleep", "300", container={"Memory": {"SizeInMB": 64}})
+
+    def listed() -> list[str]:
+        found = svc.properties(sid, {"PropertyTypes": ["ProcessList"]})["ProcessList"]
+        return [p["CommandLine"] for p in found]
+
+    # start returns once the init is released; its exec of the command follows
+    wait_for(lambda: listed() == ["sleep 300"], "the init runs its command")
     props = svc.properties(sid, {"PropertyTypes": ["Statistics", "ProcessList", "Memory"]})
     assert props["Configuration"]["Container"]["Memory"] == {"SizeInMB": 64}
     stats = props["Statistics"]
@@ -682,3 +689,21 @@ def test_reconcile_records_an_exec_exit_while_down(env: Env) -> None:
     assert second.process_status(sid, p["ProcessId"]) == \
         {"ProcessId": p["ProcessId"], "Exited": True, "ExitCode": 6}
     second.delete(sid, force=True)
+
+
+def test_first_process_stdin_and_console(svc: ComputeService, env: Env) -> None:
+    a = run(svc, env, "sh", "-c", "cat; exit 3", process={"CreateStdInPipe": True})
+    pid = svc.get(a)["Pid"]
+    with pytest.raises(errors.Timeout):
+        svc.wait(a, timeout=0.3)
+    svc.close_stdin(a, pid)
+    assert svc.wait(a, timeout=20)["ExitCode"] == 3
+    with pytest.raises(errors.InvalidState):
+        svc.close_stdin(a, pid)  # it has exited
+    svc.delete(a)
+
+    b = run(svc, env, "sh", "-c", "while [ \"$(stty size)\" != '40 120' ]; do sleep 0.05; done",
+            process={"EmulateConsole": True})
+    svc.resize_console(b, svc.get(b)["Pid"], 40, 120)
+    assert svc.wait(b, timeout=20) == {"ExitCode": 0, "ExitType": "GracefulExit"}
+    svc.delete(b)
