@@ -707,3 +707,17 @@ def test_first_process_stdin_and_console(svc: ComputeService, env: Env) -> None:
     svc.resize_console(b, svc.get(b)["Pid"], 40, 120)
     assert svc.wait(b, timeout=20) == {"ExitCode": 0, "ExitType": "GracefulExit"}
     svc.delete(b)
+
+
+def test_reconcile_after_a_reboot_trusts_no_pid(env: Env) -> None:
+    first = env.service()
+    sid = run(first, env, "sleep", "300")
+    first.store.set_meta("boot_id", "an-earlier-boot")  # as if the host had rebooted since
+    first.close()
+    env.services.remove(first)
+    second = env.service(reconcile=False)
+    assert second.reconcile()["exited"] == [sid]
+    assert second.get(sid)["State"] == "Stopped"
+    assert second.store.get_meta("boot_id") != "an-earlier-boot"
+    second.delete(sid)  # the stale container is removed with it
+    assert runtime_status(env, sid) == "gone"

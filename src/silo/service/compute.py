@@ -871,7 +871,11 @@ class ComputeService:
         """Bring the database and the host into agreement (see the module docstring).
         Returns what it did, by kind, for silod's log."""
         report: Report = {"undone": [], "finished": [], "adopted": [],
-                                        "exited": [], "removed": []}
+                          "exited": [], "removed": []}
+        # After a reboot no recorded pid names the same process any more, whatever /proc says
+        # (start times count from boot): every live system has stopped.
+        boot = _boot_id()
+        rebooted = self.store.get_meta("boot_id") not in (None, boot)
         for entry in self.store.operations():
             try:
                 self._replay(entry.system_id, entry.kind, entry.detail, report)
@@ -882,10 +886,11 @@ class ComputeService:
         for row in self.store.list_systems():
             try:
                 with self._lock(row.id):
-                    self._adopt(row, report)
+                    self._adopt(row, report, rebooted)
             except Exception:
                 log.exception("reconcile: system %s", row.id)
         self._remove_leftovers(report)
+        self.store.set_meta("boot_id", boot)
         return report
 
     def _replay(self, system_id: str, kind: str, detail: dict[str, Any],
@@ -927,7 +932,7 @@ class ComputeService:
                     _rmtree(d)
                 report["undone"].append(f"exec {system_id}/{exec_id}")
 
-    def _adopt(self, row: SystemRow, report: Report) -> None:
+    def _adopt(self, row: SystemRow, report: Report, rebooted: bool = False) -> None:
         if row.state == CREATING:
             self._teardown(row)
             self.store.delete_system(row.id)
@@ -936,7 +941,7 @@ class ComputeService:
         if row.state in LIVE:
             paths = self._paths(row)
             code = monitor.read_exit_file(paths.exit_file(row.id))
-            if code is not None:
+            if code is not None or rebooted:
                 self._record_exit(row, code)
                 report["exited"].append(row.id)
             elif proc.is_alive(row.conmon_pid, row.conmon_start):
@@ -957,7 +962,7 @@ class ComputeService:
         for p in self.store.list_processes(row.id, running_only=True):
             paths = monitor.exec_paths(row.bundle, p.exec_id)
             code = monitor.read_exit_file(paths.exit_file(row.id))
-            if code is None and proc.is_alive(p.conmon_pid, p.conmon_start):
+            if code is None and not rebooted and proc.is_alive(p.conmon_pid, p.conmon_start):
                 self._watch_process(row.id, p.exec_id, paths, p.conmon_pid, p.conmon_start)
             else:
                 self._on_process_exit(row.id, p.exec_id, code)
@@ -1016,6 +1021,14 @@ class ComputeService:
 
 
 # -- host helpers ------------------------------------------------------------------------------
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
 
 def _oom_kills(cgroup_path: str) -> int:
     try:

@@ -231,6 +231,17 @@ class Store:
             except sqlite3.Error as err:
                 raise errors.Internal(f"state database: {err}", op="store") from err
 
+    # -- settings of the database itself ----------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0]["value"]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
     # -- compute systems ---------------------------------------------------------------------
 
     def insert_system(self, row: SystemRow) -> None:
