@@ -247,6 +247,9 @@ class FakeCompute:
         return {"Cgroup": "v2", "Overlayfs": True, "Nftables": True, "Kvm": False,
                 "Runtime": "silo-runtime"}
 
+    def reconcile(self) -> dict[str, list[str]]:
+        return {"adopted": [], "removed": []}
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -219,7 +219,7 @@ def test_every_error_category_maps_to_its_status_and_wire_body(
 def test_an_unexpected_exception_is_a_generic_500_logged_with_its_traceback(
         client: Client, fake: FakeCompute, caplog: pytest.LogCaptureFixture) -> None:
     fake.raise_on_get["boom"] = RuntimeError("secret detail")
-    with caplog.at_level(logging.ERROR, logger="silo.service.http"):
+    with caplog.at_level(logging.ERROR, logger="silod.http"):
         status, _, doc = client.call("GET", "/v1/compute-systems/boom")
     assert status == 500
     assert doc["Code"] == "internal" and "secret" not in doc["Message"]

@@ -32,9 +32,17 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from silo.errors import AlreadyExists, InvalidArgument, NotFound, NotSupported, SiloError, invalid
+from silo.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    NotSupported,
+    SiloError,
+    Unavailable,
+    invalid,
+)
 
-log = logging.getLogger("silo.service.http")
+log = logging.getLogger("silod.http")
 
 MAX_BODY = 1 << 20          # bytes; compute-system documents are a few KiB
 IDLE_TIMEOUT = 300.0        # seconds a kept-alive connection may sit idle between requests
@@ -190,6 +198,17 @@ class Router:
         if allowed:
             raise MethodNotAllowed(method, sorted(set(allowed)))
         raise NotFound(f"no such path: {path}")
+
+
+class Unready(Router):
+    """Answers every request with 503 (silod is starting: the socket is claimed, reconcile runs)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        raise Unavailable(self.reason)
 
 
 def _split(path: str) -> tuple[str, ...]:
@@ -724,6 +743,12 @@ class APIServer:
             thread.start()
             self._threads.append(thread)
         log.info("serving on %s", ", ".join(self.addresses()))
+
+    def set_router(self, router: Router) -> None:
+        """Serve with another router from the next request on (e.g. once silod is ready)."""
+        self.router = router
+        for listener in self._listeners:
+            listener.router = router
 
     def addresses(self) -> list[str]:
         out = []
