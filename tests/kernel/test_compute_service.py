@@ -361,7 +361,7 @@ def test_logs(svc: ComputeService, env: Env) -> None:
     assert [line["Line"] for line in lines if line["Stream"] == "stdout"] == \
         ["one", "two", "three"]
     assert [line["Line"] for line in lines if line["Stream"] == "stderr"] == ["oops"]
-    assert all(line["Time"] for line in lines)
+    assert all(line["Time"].endswith("Z") for line in lines)
     assert [line["Line"] for line in svc.logs(sid, tail=1)] == ["three"]
     assert list(svc.logs(sid, tail=0)) == []
     # following a stopped one returns at the end

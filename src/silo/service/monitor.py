@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from silo import errors
@@ -284,12 +285,31 @@ class LogLine:
     line: str
 
 
+def utc_time(stamp: str) -> str:
+    """conmon's local-time RFC 3339 stamp (``2024-05-01T14:00:00.123456789+02:00``) in UTC
+    with a ``Z``, as silod writes times, keeping the nanoseconds; unparseable ones unchanged."""
+    base, dot, rest = stamp.partition(".")
+    offset = rest.lstrip("0123456789")
+    fraction = rest[: len(rest) - len(offset)]
+    try:
+        if not dot:
+            t = datetime.fromisoformat(stamp)
+        else:
+            t = datetime.fromisoformat(base + offset.replace("Z", "+00:00"))
+    except ValueError:
+        return stamp
+    if t.tzinfo is None:
+        return stamp
+    out = t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{out}.{fraction}Z" if fraction else out + "Z"
+
+
 def _record(raw: str) -> tuple[str, str, str, str] | None:
     raw = raw.rstrip("\n")
     parts = raw.split(" ", 3)
     if len(parts) < 3:
         return None
-    t, stream, tag = parts[0], parts[1], parts[2]
+    t, stream, tag = utc_time(parts[0]), parts[1], parts[2]
     text = parts[3] if len(parts) > 3 else ""
     if tag not in ("P", "F"):
         # older conmon wrote no tag: the rest is the text
