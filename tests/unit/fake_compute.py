@@ -217,31 +217,10 @@ class FakeCompute:
 
     def events(self, since: float | None = None, types: set[str] | None = None,
                ids: set[str] | None = None) -> Iterator[dict[str, Any]]:
-        # Past events first when Since is given, then the new ones as they come, until close().
+        # Past events first when Since is given, then the new ones as they come, until closed.
         with self._lock:
             seen = 0 if since is not None else len(self._events)
-
-        def follow() -> Iterator[dict[str, Any]]:
-            nonlocal seen
-            try:
-                while True:
-                    with self._lock:
-                        while seen >= len(self._events) and not self._closed:
-                            self._lock.wait(0.5)
-                        if self._closed:
-                            return
-                        batch = self._events[seen:]
-                        seen = len(self._events)
-                    for event in batch:
-                        if types and event["Type"] not in types:
-                            continue
-                        if ids and event["Id"] not in ids:
-                            continue
-                        yield event
-            finally:
-                with self._lock:
-                    self.streams_closed += 1
-        return follow()
+        return _Subscription(self, seen, types, ids)
 
     def system_info(self) -> dict[str, Any]:
         return {"Cgroup": "v2", "Overlayfs": True, "Nftables": True, "Kvm": False,
@@ -296,3 +275,49 @@ class FakeCompute:
     def _event(self, kind: str, system_id: str, **more: Any) -> None:
         self._events.append({"Time": CLOCK, "Type": kind, "Id": system_id, **more})
         self._lock.notify_all()
+
+
+class _Subscription(Iterator[dict[str, Any]]):
+    """Like silod's event subscriptions: ``get(timeout)`` comes up for air with None;
+    StopIteration once closed (by close() from any thread, or the service's close())."""
+
+    def __init__(self, fake: FakeCompute, seen: int, types: set[str] | None,
+                 ids: set[str] | None) -> None:
+        self._fake = fake
+        self._seen = seen
+        self._types = types
+        self._ids = ids
+        self._closed = False
+
+    def get(self, timeout: float | None = None) -> dict[str, Any] | None:
+        fake = self._fake
+        with fake._lock:
+            while True:
+                if self._closed or fake._closed:
+                    self._finish()
+                    raise StopIteration
+                while self._seen < len(fake._events):
+                    event = fake._events[self._seen]
+                    self._seen += 1
+                    if self._types and event["Type"] not in self._types:
+                        continue
+                    if self._ids and event["Id"] not in self._ids:
+                        continue
+                    return event
+                if not fake._lock.wait(timeout):
+                    return None
+
+    def __next__(self) -> dict[str, Any]:
+        event = self.get(None)
+        assert event is not None
+        return event
+
+    def close(self) -> None:
+        with self._fake._lock:
+            self._finish()
+            self._fake._lock.notify_all()
+
+    def _finish(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._fake.streams_closed += 1

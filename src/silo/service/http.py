@@ -21,6 +21,7 @@ import ipaddress
 import json
 import logging
 import os
+import select
 import socket
 import socketserver
 import stat
@@ -46,6 +47,7 @@ log = logging.getLogger("silod.http")
 
 MAX_BODY = 1 << 20          # bytes; compute-system documents are a few KiB
 IDLE_TIMEOUT = 300.0        # seconds a kept-alive connection may sit idle between requests
+STREAM_CHECK_INTERVAL = 1.0  # seconds between checks that a quiet stream's client is still there
 JSON = "application/json"
 _MAX_TRAILERS = 100
 _DISCARD_MAX = 16 << 20     # an oversized body up to this is read and dropped after the 413
@@ -142,10 +144,12 @@ class Response:
 class Stream:
     """JSON lines sent as the iterator yields them, with chunked transfer.
 
-    The iterator is closed when the client leaves or the answer ends. Errors it raises before
-    the first item are not special: the status line is already sent, so the connection is cut
-    without the last chunk and the client sees a truncated answer. Check arguments (and raise
-    NotFound) before returning the Stream.
+    The iterator is closed when the client leaves or the answer ends; if it has a
+    ``get(timeout)`` (None when nothing came in time, StopIteration once closed), a departed
+    client is noticed while the stream is quiet, not only at the next write. Errors it raises
+    are not special: the status line is already sent, so the connection is cut without the
+    last chunk and the client sees a truncated answer. Check arguments (and raise NotFound)
+    before returning the Stream.
     """
 
     items: Iterator[Any]
@@ -450,7 +454,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.flush()
             try:
-                for item in items:
+                for item in self._items(items):
                     line = json.dumps(item, separators=(",", ":"), allow_nan=False).encode()
                     line += b"\n"
                     if chunked:
@@ -476,6 +480,48 @@ class _Handler(BaseHTTPRequestHandler):
                     close()
                 except Exception:
                     log.exception("%s %s: closing the stream failed", self.command, self.path)
+
+    def _items(self, items: Iterator[Any]) -> Iterator[Any]:
+        """The stream's items; with a ``get(timeout)`` iterator, ends when the client leaves.
+
+        A plain iterator finds a departed client only at its next write, which for a quiet
+        event stream may be never: the thread and the subscription would stay. An iterator that
+        can come up for air (``get(timeout)`` returning None when nothing came, raising
+        StopIteration once closed, as silod's event subscriptions do) lets the client be
+        checked between items.
+        """
+        get = getattr(items, "get", None)
+        if not callable(get):
+            yield from items
+            return
+        while True:
+            try:
+                item = get(STREAM_CHECK_INTERVAL)
+            except StopIteration:
+                return
+            if item is not None:
+                yield item
+            elif self._client_gone():
+                log.debug("%s %s: the client left", self.command, self.path)
+                self.close_connection = True
+                return
+
+    def _client_gone(self) -> bool:
+        poller = select.poll()
+        poller.register(self.connection, select.POLLIN | select.POLLRDHUP)
+        events = poller.poll(0)
+        if not events:
+            return False
+        mask = events[0][1]
+        if mask & (select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL):
+            return True
+        try:
+            peek: bytes = self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            return peek == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     # -- what BaseHTTPRequestHandler calls -------------------------------------------------------
 
