@@ -721,3 +721,16 @@ def test_reconcile_after_a_reboot_trusts_no_pid(env: Env) -> None:
     assert second.store.get_meta("boot_id") != "an-earlier-boot"
     second.delete(sid)  # the stale container is removed with it
     assert runtime_status(env, sid) == "gone"
+
+
+def test_logs_follow_comes_up_for_air(svc: ComputeService, env: Env) -> None:
+    sid = run(svc, env, "sh", "-c", "echo first; sleep 300")
+    stream = svc.logs(sid, follow=True)
+    wait_for(lambda: stream.get(0.05) is not None, "the first line")  # type: ignore[attr-defined]
+    t = time.monotonic()
+    assert stream.get(0.3) is None  # type: ignore[attr-defined]
+    assert 0.25 < time.monotonic() - t < 5
+    stream.close()  # type: ignore[attr-defined]
+    with pytest.raises(StopIteration):
+        next(stream)
+    svc.delete(sid, force=True)

@@ -629,7 +629,7 @@ class ComputeService:
     # -- logs --------------------------------------------------------------------------------
 
     def logs(self, system_id: str, follow: bool = False, tail: int | None = None,
-             timestamps: bool = False) -> Iterator[dict[str, Any]]:
+             timestamps: bool = False) -> LogStream:
         """The first process's output, from conmon's log. Every line carries ``Time`` (the
         schema requires it; ``timestamps`` is for a client that prints lines). Following ends
         when the system has stopped and its log is read to the end, or is deleted."""
@@ -638,33 +638,23 @@ class ComputeService:
             raise errors.invalid("Tail", "must be >= 0", op=_op("logs"), obj=system_id)
         return self._log_lines(row, follow, tail)
 
-    def _log_lines(self, row: SystemRow, follow: bool,
-                   tail: int | None) -> Iterator[dict[str, Any]]:
+    def _log_lines(self, row: SystemRow, follow: bool, tail: int | None) -> LogStream:
         reader = monitor.LogFollower(self._paths(row).log)
-
-        def wire(line: monitor.LogLine) -> dict[str, Any]:
-            return {"Time": line.time, "Stream": line.stream, "Line": line.line}
-
         first = reader.read()
         stopped = row.state == STOPPED
         if stopped or not follow:
             first += reader.flush()
         if tail is not None:
             first = list(deque(first, maxlen=tail)) if tail else []
-        for line in first:
-            yield wire(line)
-        if not follow or stopped:
-            return
-        while not self._closed:
+
+        def done() -> bool:
+            if self._closed:
+                return True
             current = self.store.get_system(row.id)
-            done = current is None or current.state == STOPPED
-            lines = reader.flush() if done else reader.read()
-            for line in lines:
-                yield wire(line)
-            if done:
-                return
-            with self._changed:
-                self._changed.wait(0.1)
+            return current is None or current.state == STOPPED
+
+        return LogStream(first, reader if follow and not stopped else None, done,
+                         self._changed)
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -1018,6 +1008,52 @@ class ComputeService:
             with contextlib.suppress(OSError):
                 found.update(e.name for e in os.scandir(d) if e.is_dir())
         return found
+
+
+class LogStream(Iterator[dict[str, Any]]):
+    """Log lines as wire documents: those read so far, then (with a ``follower``) the new ones
+    until ``done()``. Like an event subscription it has ``get(timeout)``, returning None when
+    nothing came in time, so that a streaming HTTP handler can check its client while a
+    followed container is quiet."""
+
+    def __init__(self, first: list[monitor.LogLine], follower: monitor.LogFollower | None,
+                 done: Callable[[], bool], wake: threading.Condition) -> None:
+        self._pending = deque(first)
+        self._follower = follower
+        self._done = done
+        self._wake = wake
+        self._closed = False
+
+    def get(self, timeout: float | None = None) -> dict[str, Any] | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._closed:
+                raise StopIteration
+            if self._pending:
+                line = self._pending.popleft()
+                return {"Time": line.time, "Stream": line.stream, "Line": line.line}
+            if self._follower is None:
+                raise StopIteration
+            finished = self._done()
+            self._pending.extend(self._follower.flush() if finished else self._follower.read())
+            if finished:
+                self._follower = None
+                continue
+            if self._pending:
+                continue
+            left = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+            if left <= 0:
+                return None
+            with self._wake:
+                self._wake.wait(left)
+
+    def __next__(self) -> dict[str, Any]:
+        line = self.get(None)
+        assert line is not None
+        return line
+
+    def close(self) -> None:
+        self._closed = True
 
 
 # -- host helpers ------------------------------------------------------------------------------
