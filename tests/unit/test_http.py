@@ -228,6 +228,18 @@ def test_an_unexpected_exception_is_a_generic_500_logged_with_its_traceback(
     assert client.call("GET", "/v1/compute-systems")[0] == 200
 
 
+def test_an_answer_that_is_not_json_is_a_500_not_a_dropped_connection(tmp_path: Path) -> None:
+    router = Router()
+    router.add("GET", "/v1/odd", lambda _: Response(200, {"when": object()}))
+    router.add("GET", "/v1/nan", lambda _: Response(200, {"x": float("nan")}))
+    with APIServer(router, tcp="127.0.0.1:0") as srv:
+        c = Client(http.client.HTTPConnection(*srv.tcp_address, timeout=5))
+        for path in ("/v1/odd", "/v1/nan"):
+            status, _, doc = c.call("GET", path)
+            assert status == 500 and doc["Code"] == "internal"
+        c.close()
+
+
 def test_unknown_path_is_404_and_wrong_method_is_405_with_allow(client: Client) -> None:
     status, _, doc = client.call("GET", "/v1/nothing-here")
     assert status == 404 and doc["Code"] == "not_found"

@@ -235,6 +235,13 @@ def _match(pattern: tuple[str, ...], segments: tuple[str, ...]) -> dict[str, str
     return params
 
 
+def _encode(document: Any, status: int) -> bytes:
+    """The body of an answer: compact JSON and a newline; nothing for 204 or a None document."""
+    if document is None or status in (204, 304):
+        return b""
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+
+
 def error_status(err: SiloError) -> int:
     if isinstance(err, MethodNotAllowed):
         return 405
@@ -304,6 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise
             request, handler = self._route(body)
             answer = handler(request)
+            if not isinstance(answer, Stream):
+                data = _encode(answer.document, answer.status)
         except SiloError as err:
             self._send_silo_error(err)
             return
@@ -315,7 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(answer, Stream):
             self._send_stream(answer)
         else:
-            self._send_document(answer.status, answer.document, answer.headers)
+            self._write(answer.status, data, answer.headers)
 
     def _discard(self, length: int) -> None:
         # A client that sends its whole body before reading (most do) would meet a reset
@@ -417,11 +426,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_document(status, wire, {"Connection": "close"} if close else {})
 
     def _send_document(self, status: int, document: Any, headers: Mapping[str, str]) -> None:
-        if document is None or status == 204 or status == 304:
-            data = b""
-        else:
-            data = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
-            data += b"\n"
+        self._write(status, _encode(document, status), headers)
+
+    def _write(self, status: int, data: bytes, headers: Mapping[str, str]) -> None:
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
