@@ -1,8 +1,10 @@
-"""A fake silod for unit tests: ``http.server`` on a unix socket in a temp dir, answering the
-routes of docs/api.md from a small in-memory model, recording every request.
+"""Fakes for unit tests of silo.client and silo.cli: silod, as ``http.server`` on a unix
+socket in a temp dir answering the routes of docs/api.md from a small in-memory model and
+recording every request; and conmon's attach socket (:class:`FakeConmon`).
 
-Only exact Ids address a system here (no names, no prefixes), so clients' own name resolution
-is exercised. ``override(method, path_regex, fn)`` replaces an answer: ``fn(request)`` returns
+A system is addressed by its Id, its Name or a unique Id prefix of 3 characters or more, as
+silod resolves them (``names=False``: by its Id only, as silod did at first).
+``override(method, path_regex, fn)`` replaces an answer: ``fn(request)`` returns
 ``(status, body)``: body a document, None for no body, or ``Lines([...])`` for a chunked
 JSON-lines answer, where a line may be a callable run before it is sent (to pause the stream).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import socketserver
 import threading
 from collections.abc import Callable
@@ -53,7 +56,8 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 class FakeSilod:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, names: bool = True) -> None:
+        self.names = names
         self.path = path
         self.host = "unix://" + path
         self.requests: list[Request] = []
@@ -173,9 +177,9 @@ class FakeSilod:
         m = re.match(r"/v1/compute-systems/([^/]+)(?:/(.*))?$", p)
         if not m:
             return error("not_found", f"no route {p}")
-        sid, rest = m.group(1), m.group(2) or ""
+        sid, rest = self.resolve(m.group(1)), m.group(2) or ""
         if sid not in self.systems:
-            return error("not_found", f"compute system {sid} not found", Id=sid)
+            return error("not_found", f"no compute system {sid!r}", Id=sid)
         s = self.systems[sid]
         if rest == "" and req.method == "GET":
             return 200, {**s, "Configuration": self.configs[sid]}
@@ -233,6 +237,15 @@ class FakeSilod:
             return 204, None
         return error("not_found", f"no route {p}")
 
+    def resolve(self, ref: str) -> str:
+        if ref in self.systems or not self.names:
+            return ref
+        for sid, s in self.systems.items():
+            if s["Name"] == ref:
+                return sid
+        hits = [sid for sid in self.systems if len(ref) >= 3 and sid.startswith(ref)]
+        return hits[0] if len(hits) == 1 else ref
+
     def _create(self, req: Request) -> Answer:
         body = req.body or {}
         config = body.get("Configuration") or {}
@@ -260,3 +273,45 @@ class FakeSilod:
             if key in req.query:
                 out = [s for s in out if s[key] == req.query[key][0]]
         return 200, out
+
+
+class FakeConmon:
+    """conmon's attach socket (SOCK_SEQPACKET) and ctl fifo: sends ``packets`` to the first
+    client, then records what the client writes until it shuts its side down, then closes
+    once ``release`` is set. With ``exits``, it closes right after the packets, as conmon
+    does when the process exits without reading its stdin."""
+
+    def __init__(self, directory: str, packets: list[bytes], path: str | None = None,
+                 exits: bool = False) -> None:
+        self.exits = exits
+        self.path = path or os.path.join(directory, "attach")
+        self.ctl = os.path.join(directory, "ctl")
+        os.mkfifo(self.ctl)
+        self.received: list[bytes] = []
+        self.stdin_closed = threading.Event()
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        if len(self.path) > 100:  # bind through the directory, as conmon does
+            fd = os.open(os.path.dirname(self.path), os.O_PATH)
+            self.srv.bind(f"/proc/self/fd/{fd}/{os.path.basename(self.path)}")
+            os.close(fd)
+        else:
+            self.srv.bind(self.path)
+        self.srv.listen(1)
+        self.packets = packets
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.srv.accept()
+        for p in self.packets:
+            conn.send(p)
+        while not self.exits:
+            data = conn.recv(65536)
+            if not data:
+                self.stdin_closed.set()
+                break
+            self.received.append(data)
+        self.release.wait(10)
+        conn.close()
+        self.srv.close()

@@ -17,7 +17,7 @@ from silo import errors
 from silo.client import Client, attach
 from silo.client._attach import DETACH_KEYS, STDERR, STDOUT, _detach_filter
 from silo.client._http import Address, quote
-from tests.unit.fake_silod import FakeSilod, error
+from tests.unit.fake_silod import FakeConmon, FakeSilod, error
 
 pytestmark = pytest.mark.unit
 
@@ -312,44 +312,6 @@ def test_resolve_like_docker(silod: FakeSilod, client: Client) -> None:
 
 
 # -- attach: a fake conmon ------------------------------------------------------------------
-
-
-class FakeConmon:
-    """conmon's attach socket (SOCK_SEQPACKET) and ctl fifo: sends ``packets`` to the first
-    client, then records what the client writes until it shuts its side down."""
-
-    def __init__(self, directory: str, packets: list[bytes], path: str | None = None) -> None:
-        self.path = path or os.path.join(directory, "attach")
-        self.ctl = os.path.join(directory, "ctl")
-        os.mkfifo(self.ctl)
-        self.received: list[bytes] = []
-        self.stdin_closed = threading.Event()
-        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        if len(self.path) > 100:  # bind through the directory, as conmon does
-            fd = os.open(os.path.dirname(self.path), os.O_PATH)
-            self.srv.bind(f"/proc/self/fd/{fd}/{os.path.basename(self.path)}")
-            os.close(fd)
-        else:
-            self.srv.bind(self.path)
-        self.srv.listen(1)
-        self.packets = packets
-        self.release = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        conn, _ = self.srv.accept()
-        for p in self.packets:
-            conn.send(p)
-        while True:
-            data = conn.recv(65536)
-            if not data:
-                self.stdin_closed.set()
-                break
-            self.received.append(data)
-        self.release.wait(10)
-        conn.close()
-        self.srv.close()
 
 
 def test_attach_reads_streams_and_writes_stdin(tmp_path: Any) -> None:
