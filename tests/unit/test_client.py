@@ -292,6 +292,13 @@ def test_a_truncated_answer_is_unavailable(tmp_path: Any) -> None:
     t.join()
 
 
+def test_an_answer_that_is_not_json_is_internal(tmp_path: Any) -> None:
+    path, t = _raw_server(tmp_path, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n{no}")
+    with pytest.raises(errors.Internal, match="silod's answer: not valid JSON"):
+        Client(path, timeout=10).system_info()
+    t.join()
+
+
 def test_garbage_is_unavailable(tmp_path: Any) -> None:
     path, t = _raw_server(tmp_path, b"SSH-2.0-OpenSSH\r\n\r\n")
     with pytest.raises(errors.Unavailable, match="bad status line"):

@@ -298,7 +298,12 @@ def decode(body: bytes) -> Any:
     """The JSON document of an answer body (None when the body is empty)."""
     if not body.strip():
         return None
-    return jsonio.loads(body, "silod's answer")
+    try:
+        return jsonio.loads(body, "silod's answer")
+    except SiloError as err:  # InvalidArgument would blame the caller's request
+        from silo.errors import Internal
+
+        raise Internal(str(err)) from err
 
 
 def default_host() -> str:
