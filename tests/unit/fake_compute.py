@@ -236,6 +236,14 @@ class FakeCompute:
 
     # -- helpers (called with the lock held) -----------------------------------------------------
 
+    def resolve(self, ref: str) -> str:
+        # Names resolve to ids; anything else goes on to the operation, which decides.
+        with self._lock:
+            for sid, s in self._systems.items():
+                if ref not in self._systems and s.get("Name") == ref:
+                    return sid
+        return ref
+
     def _system(self, system_id: str) -> dict[str, Any]:
         s = self._systems.get(system_id)
         if s is None:

@@ -251,6 +251,8 @@ def _serve(api: ComputeAPI, op: Operation, request: Request) -> Response | Strea
     pid = _pid(request.params["pid"]) if "pid" in request.params else 0
     query = parse_query(op, request.query)
     body = _body(op, request)
+    if system_id:
+        system_id = api.resolve(system_id)  # an id, a name, or a unique id prefix
     return op.call(api, Call(id=system_id, pid=pid, query=query, body=body))
 
 

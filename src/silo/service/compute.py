@@ -105,6 +105,24 @@ class ComputeService:
         with self._changed:
             self._changed.notify_all()
 
+    def resolve(self, ref: str) -> str:
+        """The id of the system that ``ref`` names: its id, its name, or (as docker does) a
+        prefix of its id that no other id shares. NotFound otherwise; InvalidArgument for a
+        prefix shared by several."""
+        row = self.store.find_system(ref)
+        if row is not None and row.state != CREATING:
+            return row.id
+        if len(ref) >= 3:
+            matches = [r.id for r in self.store.list_systems() if r.id.startswith(ref)
+                       and r.state != CREATING]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise errors.InvalidArgument(
+                    f"id: {ref!r} is a prefix of {len(matches)} compute systems' ids",
+                    field="id", obj=ref)
+        raise errors.NotFound(f"no compute system {ref!r}", obj=ref)
+
     def _row(self, system_id: str, op: str) -> SystemRow:
         row = self.store.get_system(system_id)
         if row is None or row.state == CREATING:
@@ -155,12 +173,24 @@ class ComputeService:
         }
         if row.started is not None:
             out["Started"] = rfc3339(row.started)
+        if row.state in LIVE and self._wants_stdio(row):
+            paths = self._paths(row)
+            out["Stdio"] = {"AttachSocket": paths.attach, "ControlFifo": paths.ctl}
         if row.state == STOPPED:
             out["ExitCode"] = row.exit_code if row.exit_code is not None else -1
             out["ExitType"] = row.exit_type or "UnexpectedExit"
             if row.finished is not None:
                 out["Finished"] = rfc3339(row.finished)
         return out
+
+    @staticmethod
+    def _wants_stdio(row: SystemRow) -> bool:
+        """Whether the first process asked for a console or pipes (then its monitor's attach
+        socket is the way to its stdio; see docs/api.md, Stdio)."""
+        process = ((row.document.get("Container") or {}).get("Linux") or {}).get("Process") or {}
+        return bool(row.terminal or row.stdin or process.get("EmulateConsole")
+                    or process.get("CreateStdInPipe") or process.get("CreateStdOutPipe")
+                    or process.get("CreateStdErrPipe"))
 
     def _publish(self, kind: str, system_id: str, **more: Any) -> None:
         self.bus.publish({"Type": kind, "Id": system_id, **more})

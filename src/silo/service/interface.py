@@ -13,6 +13,10 @@ from typing import Any, Protocol
 
 
 class ComputeAPI(Protocol):
+    def resolve(self, ref: str) -> str:
+        """The id of the system ``ref`` names (id, name or unique id prefix); NotFound."""
+        ...
+
     def create(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def list(self, owner: str | None = None, name: str | None = None,
              state: str | None = None) -> list[dict[str, Any]]: ...
