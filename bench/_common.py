@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
 
 import peers  # noqa: E402  (found through the path above)
 
-__all__ = ["REPO_ROOT", "Failure", "peers", "print_table", "timed"]
+__all__ = ["REPO_ROOT", "Failure", "peers", "percentile", "print_table", "pss_kib", "timed"]
 
 
 class Failure(Exception):
@@ -37,7 +37,7 @@ class Failure(Exception):
 
 
 def timed(argv: Sequence[str], *, what: str = "", cwd: str | Path | None = None,
-          timeout: float = 60) -> float:
+          timeout: float = 60, env: dict[str, str] | None = None) -> float:
     """Wall seconds of one command, with stdio that never blocks it.
 
     stdout goes to /dev/null and stderr to a file, never a pipe: a runtime's ``create`` hands
@@ -48,7 +48,7 @@ def timed(argv: Sequence[str], *, what: str = "", cwd: str | Path | None = None,
     with tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=err, cwd=cwd)
+                                stdout=subprocess.DEVNULL, stderr=err, cwd=cwd, env=env)
         watchdog = threading.Timer(timeout, proc.kill)
         watchdog.start()
         try:
@@ -65,6 +65,25 @@ def timed(argv: Sequence[str], *, what: str = "", cwd: str | Path | None = None,
 
 def median_ms(samples: Sequence[float]) -> float | None:
     return statistics.median(samples) * 1000 if samples else None
+
+
+def percentile(samples: Sequence[float], p: float) -> float:
+    """The nearest-rank p-th percentile (p in 0..100) of a non-empty sample."""
+    ordered = sorted(samples)
+    rank = max(1, -(-len(ordered) * p // 100))  # ceil(n * p / 100), at least 1
+    return ordered[int(rank) - 1]
+
+
+def pss_kib(pid: int) -> int | None:
+    """A process's proportional set size (kB), from /proc/PID/smaps_rollup; None if gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
