@@ -38,5 +38,9 @@ class DaemonConfig:
             self.images_dir = os.path.join(self.data_dir, "images")
 
     @property
+    def log_file(self) -> str:
+        return os.path.join(self.run_dir, "silod.log")
+
+    @property
     def db_path(self) -> str:
         return os.path.join(self.data_dir, "silod.db")

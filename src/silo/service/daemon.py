@@ -7,8 +7,8 @@ new requests, open streams cut, the socket removed, the service closed. Containe
 they belong to their monitors (conmon), and the next silod re-adopts them.
 
 Logs go to stderr. Without ``--foreground`` silod forks into a session of its own (stdin and
-stdout on /dev/null, stderr kept as its log) and the command returns 0 once that child serves,
-or 1 when it could not start.
+stdout on /dev/null), logs to stderr until it serves and then to ``<run_dir>/silod.log``, and the
+command returns 0 once that child serves, or 1 when it could not start.
 
 Owns only the wiring; what it wires lives in config, compute, app and http.
 """
@@ -179,7 +179,7 @@ def _run(args: argparse.Namespace, service_factory: ServiceFactory) -> int:
 
     try:
         serve(config, stop, service_factory=service_factory,
-              ready=lambda server: parent.tell("ok\n"))
+              ready=lambda server: parent.tell("ok\n", log=config.log_file))
     except SiloError as err:
         log.error("cannot start: %s", err)
         parent.tell(f"cannot start: {err}\n")
@@ -225,10 +225,19 @@ class _Parent:
     def __init__(self, fd: int) -> None:
         self.fd = fd
 
-    def tell(self, message: str) -> None:
+    def tell(self, message: str, log: str = "") -> None:
+        """Report to the waiting parent; once serving, a detached silod's stderr (its log)
+        moves to ``log``, so that nothing of the caller's (a terminal, a pipe) stays held."""
         if self.fd < 0:
             return
         fd, self.fd = self.fd, -1
+        if log:
+            try:
+                out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+                os.dup2(out, 2)
+                os.close(out)
+            except OSError:
+                pass
         try:
             os.write(fd, message.encode())
         except OSError:
