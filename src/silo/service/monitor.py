@@ -40,6 +40,7 @@ from typing import Any
 
 from silo import errors
 from silo.kernel import proc
+from silo.kernel.inotify import Inotify
 
 log = logging.getLogger("silod.monitor")
 
@@ -382,12 +383,21 @@ class _Watch:
 
 
 class ExitWatcher:
-    """Polls exit files and reports each once: ``callback(code)`` with conmon's exit code, or
+    """Watches exit files and reports each once: ``callback(code)`` with conmon's exit code, or
     ``callback(None)`` when ``alive()`` turned false without an exit file (the monitor was
-    killed, or the process had none). Callbacks run on the watcher's thread."""
+    killed, or the process had none). Callbacks run on the watcher's thread.
+
+    inotify on the exit files' directories wakes the watcher as soon as a monitor writes one;
+    a poll every ``interval`` remains for monitors that die without writing (and for a host
+    without inotify)."""
 
     def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
+        self._inotify: Inotify | None
+        try:
+            self._inotify = Inotify()
+        except OSError:
+            self._inotify = None
         self._watches: dict[str, _Watch] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -399,6 +409,11 @@ class ExitWatcher:
               callback: ExitCallback) -> None:
         with self._lock:
             self._watches[key] = _Watch(exit_file, alive, callback)
+            if self._inotify is not None:
+                try:
+                    self._inotify.add(os.path.dirname(exit_file))
+                except OSError:
+                    pass  # the poll still finds it
 
     def unwatch(self, key: str) -> None:
         with self._lock:
@@ -412,9 +427,18 @@ class ExitWatcher:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
+        if self._inotify is not None and not self._thread.is_alive():
+            self._inotify.close()
+
+    def _sleep(self) -> bool:
+        """Wait for an inotify event or the poll interval; False once closed."""
+        if self._inotify is None:
+            return not self._stop.wait(self.interval)
+        self._inotify.wait(self.interval * 4)
+        return not self._stop.is_set()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while self._sleep():
             with self._lock:
                 items = list(self._watches.items())
             for key, w in items:
