@@ -402,9 +402,10 @@ def main(argv: list[str] | None = None) -> int:
         results["concurrent"] = {k: statistics.median(v) for k, v in concurrent.items()}
         results["memory"] = memory
 
-        print(f"scale: filling silod up to {args.scale} containers ...\n", flush=True)
-        results["scale"] = bench.scale(args.scale, args.scale_budget, args.ps_calls,
-                                       args.inspect_calls, args.scale_parallel)
+        if args.scale > 0:
+            print(f"scale: filling silod up to {args.scale} containers ...\n", flush=True)
+            results["scale"] = bench.scale(args.scale, args.scale_budget, args.ps_calls,
+                                           args.inspect_calls, args.scale_parallel)
     except KeyboardInterrupt:
         print("\ninterrupted; cleaning up", file=sys.stderr)
         return 130
@@ -437,7 +438,7 @@ def report(results: dict[str, object], args: argparse.Namespace, notes: list[str
     run: dict[str, float] = results["run"]  # type: ignore[assignment]
     concurrent: dict[str, float] = results["concurrent"]  # type: ignore[assignment]
     memory: dict[str, dict[str, float]] = results["memory"]  # type: ignore[assignment]
-    scale: dict[str, float] = results["scale"]  # type: ignore[assignment]
+    scale: dict[str, float] = results.get("scale") or {}  # type: ignore[assignment]
     n = args.concurrent
     rows = [
         [f"run --rm busybox true (median of {args.runs})", ms(run["silo"]), ms(run["podman"]),
@@ -460,16 +461,20 @@ def report(results: dict[str, object], args: argparse.Namespace, notes: list[str
           ratio(silo_mem.get("per_container_kib"), podman_mem.get("per_container_kib"))]])
     print(f"(silod PSS {silo_mem.get('daemon_kib', 0):.0f} KiB; conmon counted: silo "
           f"{silo_mem.get('monitors', 0):.0f}, podman {podman_mem.get('monitors', 0):.0f})\n")
-    reached = int(scale["running"])
-    if reached < scale["asked"]:
+    reached = int(scale.get("running", 0))
+    if not scale:
+        pass
+    elif reached < scale["asked"]:
         notes.append(f"scale: {reached} of {int(scale['asked'])} containers within "
                      f"{args.scale_budget:.0f} s; latencies below are at {reached}")
-    print(f"scale: {reached} silo containers running (started in "
-          f"{scale['start_seconds']:.1f} s, {args.scale_parallel} run -d at a time)")
-    print_table(["call", "p50 ms", "p99 ms"], [
-        [f"silo ps (CLI, {args.ps_calls} calls)", ms(scale["ps_p50"]), ms(scale["ps_p99"])],
-        [f"Client.get_system (GET inspect, {args.inspect_calls} calls)",
-         ms(scale["inspect_p50"]), ms(scale["inspect_p99"])]])
+    if scale:
+        print(f"scale: {reached} silo containers running (started in "
+              f"{scale['start_seconds']:.1f} s, {args.scale_parallel} run -d at a time)")
+        print_table(["call", "p50 ms", "p99 ms"], [
+            [f"silo ps (CLI, {args.ps_calls} calls)", ms(scale["ps_p50"]),
+             ms(scale["ps_p99"])],
+            [f"Client.get_system (GET inspect, {args.inspect_calls} calls)",
+             ms(scale["inspect_p50"]), ms(scale["inspect_p99"])]])
     print(f"\nissue's floor for run --rm: ratio silo/podman <= 0.5; "
           f"measured {ratio(run['silo'], run['podman'])}")
     for note in notes:
