@@ -162,6 +162,12 @@ def test_exec_detached_runs_in_the_container(silod: Silod) -> None:
     wait_until(lambda: (rootfs / "tmp" / "was-here").exists(), what="the exec's file")
 
 
+def test_exec_shows_a_quick_commands_whole_output_and_exit_code(silod: Silod) -> None:
+    cid = ok(silod.cli("run", "-d", "busybox", "sleep", "100")).strip()
+    r = silod.cli("exec", cid, "sh", "-c", "echo out; echo err >&2; exit 5")
+    assert (r.returncode, r.stdout, r.stderr) == (5, "out\n", "err\n")
+
+
 # -- refusals ---------------------------------------------------------------------------------
 
 

@@ -188,6 +188,12 @@ class FakeCompute:
         with self._lock:
             return dict(self._process(system_id, pid)["status"])
 
+    def process_logs(self, system_id: str, pid: int, follow: bool = False,
+                     tail: int | None = None) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            self._process(system_id, pid)
+        return iter([])
+
     def signal_process(self, system_id: str, pid: int, signal: int) -> None:
         with self._lock:
             p = self._process(system_id, pid)

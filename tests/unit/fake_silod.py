@@ -66,6 +66,7 @@ class FakeSilod:
         self.exit_code = 0
         self.process_exit_code = 0
         self.log_lines: list[dict[str, Any]] = []
+        self.process_log_lines: list[dict[str, Any]] = []
         self.events: list[Any] = []
         self.stdio: dict[str, Any] | None = None
         self.statistics: dict[str, Any] = {
@@ -234,6 +235,8 @@ class FakeSilod:
                 return 200, {"ProcessId": pid, "Exited": False}
             if verb == "wait":
                 return 200, {"ProcessId": pid, "Exited": True, "ExitCode": self.process_exit_code}
+            if verb == "logs":
+                return 200, Lines(self.process_log_lines)
             return 204, None
         return error("not_found", f"no route {p}")
 

@@ -334,10 +334,14 @@ def test_ps(silod: FakeSilod, silo: Any) -> None:
 def test_exec(silod: FakeSilod, silo: Any) -> None:
     silod.add("web")
     silod.process_exit_code = 4
+    silod.process_log_lines = [
+        {"Time": "2026-11-27T00:00:00Z", "Stream": "stdout", "Line": "total 0"},
+        {"Time": "2026-11-27T00:00:00Z", "Stream": "stderr", "Line": "ls: oops"}]
     r = silo("exec", "-e", "X=1", "-w", "/tmp", "-u", "nobody", "web", "ls", "-l")
     assert r.code == 4
-    assert "no attach socket" in r.err
-    create, wait = silod.calls()[-2:]
+    assert (r.out, r.err) == ("total 0\n", "ls: oops\n")
+    create, logs, wait = silod.calls()[-3:]
+    assert logs[:2] == ("GET", "/v1/compute-systems/web/processes/101/logs?Follow=true")
     assert create == ("POST", "/v1/compute-systems/web/processes",
                       {"CommandArgs": ["ls", "-l"], "Environment": {"X": "1"},
                        "WorkingDirectory": "/tmp", "User": "nobody", "EmulateConsole": False,
@@ -353,7 +357,7 @@ def test_exec_detached_and_attached(silod: FakeSilod, silo: Any, tmp_path: Any) 
     conmon = FakeConmon(str(tmp_path), [b"\x02exec out\n"], exits=True)
     conmon.release.set()
     silod.stdio = {"AttachSocket": conmon.path, "ControlFifo": conmon.ctl}
-    r = silo("exec", sid[:4], "echo")
+    r = silo("exec", "-i", sid[:4], "echo")
     assert (r.code, r.out) == (0, "exec out\n")
 
 
@@ -419,8 +423,10 @@ def test_names_resolved_here_when_silod_does_not(tmp_path: Any, silo: Any,
             ("POST", f"/v1/compute-systems/{a}/shutdown")]
         old.requests.clear()
         assert silo("exec", a[:5], "ls").code == 0
-        assert [r.raw_path for r in old.requests][-2:] == [
-            f"/v1/compute-systems/{a}/processes", f"/v1/compute-systems/{a}/processes/101/wait"]
+        assert [r.raw_path for r in old.requests][-3:] == [
+            f"/v1/compute-systems/{a}/processes",
+            f"/v1/compute-systems/{a}/processes/101/logs?Follow=true",
+            f"/v1/compute-systems/{a}/processes/101/wait"]
         old.requests.clear()
         old.override("POST", r"/v1/compute-systems/[^/]+/processes", lambda req: error(
             "not_found", 'exec: "nope": executable file not found', Field="process.args"))

@@ -51,6 +51,17 @@ def main(ctx: Context, args: list[str]) -> int:
     pid = int(created["ProcessId"])
     if values["detach"]:
         return 0
+    tty = bool(values["tty"])
+    interactive = bool(values["interactive"])
+    if not tty and not interactive:
+        # Nothing to send: read the output from the monitor's log, which has it from the first
+        # byte (the attach socket only has what comes after the client connects).
+        from silo.cli.attached import write_line
+
+        with client.process_logs(sid, pid, follow=True) as lines:
+            for doc in lines:
+                write_line(doc, timestamps=False)
+        return exit_code(client.wait_process(sid, pid))
     stdio = created.get("Stdio")
     attachment = None
     if stdio and stdio.get("AttachSocket"):
@@ -61,8 +72,6 @@ def main(ctx: Context, args: list[str]) -> int:
         err("silod gave no attach socket for the process: its output is not shown")
     import os
 
-    tty = bool(values["tty"])
-    interactive = bool(values["interactive"])
     try:
         with Session(ctx, sid, pid, attachment, raw=tty and interactive and os.isatty(0),
                      console=tty and os.isatty(0)):

@@ -188,6 +188,17 @@ class Client:
 
     # -- processes --------------------------------------------------------------------------
 
+    def process_logs(self, id: str, pid: int, follow: bool = False,
+                     tail: int | None = None) -> Stream:
+        """A process's output from its first byte (its monitor's log), as ``{"Time",
+        "Stream", "Line"}`` documents; with ``follow``, until it exits."""
+        params = []
+        if follow:
+            params.append(("Follow", "true"))
+        if tail is not None:
+            params.append(("Tail", str(int(tail))))
+        return self._stream(self._proc(id, pid, "logs") + query(params))
+
     def create_process(self, id: str, params: dict[str, Any]) -> dict[str, Any]:
         """Start a process (ProcessParameters) in a running system: ``{"ProcessId",
         "Stdio"?}``; ``Stdio`` (``{"AttachSocket", "ControlFifo"}``) when it has pipes or a

@@ -102,6 +102,12 @@ def _logs(api: ComputeAPI, c: Call) -> Stream:
                            timestamps=q.get("Timestamps", False)))
 
 
+def _process_logs(api: ComputeAPI, c: Call) -> Stream:
+    q = c.query
+    return Stream(api.process_logs(c.id, c.pid, follow=q.get("Follow", False),
+                                   tail=q.get("Tail")))
+
+
 def _create_process(api: ComputeAPI, c: Call) -> Response:
     return Response(201, api.create_process(c.id, c.body))
 
@@ -203,6 +209,13 @@ OPERATIONS: tuple[Operation, ...] = (
               errors=_SYSTEM_ERRORS, tags=_TAG_PROCESSES),
     Operation("GET", _PROCESS, "getProcess", "A process's status", _process_status,
               response="ProcessStatus", errors=_SYSTEM_ERRORS, tags=_TAG_PROCESSES),
+    Operation("GET", _PROCESS + "/logs", "getProcessLogs",
+              "A process's output from its first byte; with Follow, streamed until it exits",
+              _process_logs, response="LogLine", stream=True, errors=_SYSTEM_ERRORS,
+              tags=_TAG_PROCESSES, query=(
+                  Param("Follow", "boolean", "Keep streaming until the process exits"),
+                  Param("Tail", "integer", "Only the last N lines", minimum=0),
+              )),
     Operation("POST", _PROCESS + "/signal", "signalProcess", "Send a process a signal",
               _signal, status=204, request="SignalRequest", body_required=True,
               errors=_SYSTEM_ERRORS, tags=_TAG_PROCESSES),

@@ -669,22 +669,44 @@ class ComputeService:
         return self._log_lines(row, follow, tail)
 
     def _log_lines(self, row: SystemRow, follow: bool, tail: int | None) -> LogStream:
-        reader = monitor.LogFollower(self._paths(row).log)
-        first = reader.read()
-        stopped = row.state == STOPPED
-        if stopped or not follow:
-            first += reader.flush()
-        if tail is not None:
-            first = list(deque(first, maxlen=tail)) if tail else []
-
         def done() -> bool:
             if self._closed:
                 return True
             current = self.store.get_system(row.id)
             return current is None or current.state == STOPPED
 
-        return LogStream(first, reader if follow and not stopped else None, done,
+        return self._log_stream(self._paths(row).log, row.state == STOPPED, follow, tail, done)
+
+    def _log_stream(self, path: str, finished: bool, follow: bool, tail: int | None,
+                    done: Callable[[], bool]) -> LogStream:
+        reader = monitor.LogFollower(path)
+        first = reader.read()
+        if finished or not follow:
+            first += reader.flush()
+        if tail is not None:
+            first = list(deque(first, maxlen=tail)) if tail else []
+        return LogStream(first, reader if follow and not finished else None, done,
                          self._changed)
+
+    def process_logs(self, system_id: str, pid: int, follow: bool = False,
+                     tail: int | None = None) -> LogStream:
+        """An exec'd process's output from its monitor's log: complete from its first byte,
+        unlike the attach socket, which only has what comes after a client connects."""
+        if tail is not None and tail < 0:
+            raise errors.invalid("Tail", "must be >= 0", op=_op("process-logs"), obj=system_id)
+        row, p = self._find_process(system_id, pid, "process-logs")
+        if p is None:
+            return self._log_lines(row, follow, tail)
+        key = p.exec_id
+
+        def done() -> bool:
+            if self._closed:
+                return True
+            current = self.store.get_process(system_id, pid)
+            return current is None or current.exited or current.exec_id != key
+
+        paths = monitor.exec_paths(row.bundle, p.exec_id)
+        return self._log_stream(paths.log, p.exited, follow, tail, done)
 
     # -- processes ---------------------------------------------------------------------------
 
