@@ -636,3 +636,15 @@ def test_start_attached(silod: FakeSilod, silo: Any) -> None:
     assert (r.code, r.out) == (9, "out\n")
     assert [c[1].rsplit("/", 1)[-1] for c in silod.calls()] == [
         "c1", "start", "logs?Follow=true", "wait"]
+
+
+@pytest.mark.parametrize(("size", "sent"), [([30, 100], [30, 100]), ([0, 0], None), (None, None)])
+def test_console_size_is_sent_only_when_the_terminal_knows_one(
+        monkeypatch: pytest.MonkeyPatch, size: list[int] | None, sent: list[int] | None) -> None:
+    from silo.cli import spec
+
+    monkeypatch.setattr(spec, "console_size", lambda: size)
+    values = {"env": [], "workdir": "", "user": "", "tty": True, "interactive": True,
+              "entrypoint": None}
+    proc = spec.process(values, ["sh"])
+    assert proc.get("ConsoleSize") == sent

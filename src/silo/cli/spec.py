@@ -164,7 +164,7 @@ def process(values: dict[str, Any], command: list[str]) -> dict[str, Any]:
     proc["CreateStdErrPipe"] = not tty
     if tty:
         size = console_size()
-        if size:
+        if size and all(size):  # a terminal that knows no size (0x0) says nothing
             proc["ConsoleSize"] = size
     return proc
 
