@@ -97,6 +97,11 @@ def exec_process(c: Container, process: dict[str, Any], *, console_socket: str =
                 mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
                 own_tty = mine.detach()
                 a.console_fd = theirs.detach()
+                if os.isatty(0):  # the process's terminal starts with the size of ours
+                    height, width = console.get_size(0)
+                    if height and width:
+                        process = a.process = dict(process, consoleSize={
+                            "height": height, "width": width})
             fds.append(a.console_fd)
         if not detach:
             from silo.kernel import libc

@@ -40,20 +40,24 @@ def run(g: Globals, argv: list[str]) -> int:
     finally:
         if theirs >= 0:
             os.close(theirs)
+    master = -1
     try:
+        if own_tty >= 0:
+            if (c.config.get("process") or {}).get("terminal"):
+                from silo.kernel import console
+
+                master, _ = console.recv_fd(own_tty)
+                # The container's terminal takes our size before its process starts: a
+                # process that asks at once must not see 0x0.
+                if os.isatty(0):
+                    console.set_size(master, *console.get_size(0))
+            os.close(own_tty)
         c.start()
     except BaseException:
         c.delete(force=True)
         raise
     if detach:
         return 0
-    master = -1
-    if own_tty >= 0:
-        if (c.config.get("process") or {}).get("terminal"):
-            from silo.kernel import console
-
-            master, _ = console.recv_fd(own_tty)
-        os.close(own_tty)
     code = relay.wait(c.pid, master)
     if not opts["keep"]:
         c.delete(force=True)
