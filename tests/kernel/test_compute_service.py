@@ -234,6 +234,22 @@ def test_unknown_system(svc: ComputeService) -> None:
             call()
 
 
+def test_a_command_the_image_lacks_is_not_found(svc: ComputeService, env: Env) -> None:
+    # the runtime looks the executable up at create (and at exec): the request's fault, not
+    # silod's, named by its field
+    for args in (["nosuch"], [""]):
+        with pytest.raises(errors.NotFound) as caught:
+            svc.create(env.doc(*args))
+        assert caught.value.field == "Configuration.Container.Linux.Process.CommandArgs"
+        assert "executable file not found" in caught.value.message
+    assert svc.list() == []
+    sid = run(svc, env, "sleep", "300")
+    with pytest.raises(errors.NotFound) as caught:
+        svc.create_process(sid, {"CommandArgs": ["nosuch"]})
+    assert caught.value.field == "CommandArgs"
+    svc.terminate(sid)
+    svc.delete(sid)
+
 # -- stopping --------------------------------------------------------------------------------
 
 def test_shutdown_graceful(svc: ComputeService, env: Env) -> None:

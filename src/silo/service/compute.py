@@ -300,7 +300,9 @@ class ComputeService:
         argv = monitor.command(self.config.conmon, self.config.runtime,
                                self.config.runtime_root, row.id, paths, uuid=row.id,
                                name=row.name, terminal=row.terminal, stdin=row.stdin)
-        launched, _ = monitor.launch(argv, paths, op=_op("create"), obj=row.id)
+        launched, _ = monitor.launch(
+            argv, paths, op=_op("create"), obj=row.id,
+            command_field="Configuration.Container.Linux.Process.CommandArgs")
         baseline = _oom_kills(row.cgroup)
         self.store.update_system(row.id, state=CREATED, pid=launched.pid,
                                  pid_start=launched.pid_start, conmon_pid=launched.conmon_pid,
@@ -741,7 +743,7 @@ class ComputeService:
                                        uuid=exec_id, name=row.name, terminal=terminal,
                                        stdin=stdin, exec_spec=spec_path)
                 launched, reader = monitor.launch(argv, paths, op=_op("create-process"),
-                                                  obj=system_id)
+                                                  obj=system_id, command_field="CommandArgs")
                 if reader is not None:
                     os.close(reader)  # the exit code is read from the exit file instead
                 self.store.insert_process(ProcessRow(

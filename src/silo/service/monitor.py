@@ -121,12 +121,14 @@ def command(conmon: str, runtime: str, runtime_root: str, container_id: str, pat
 
 
 def launch(argv: list[str], paths: Paths, *, timeout: float = _LAUNCH_TIMEOUT,
-           op: str = "monitor::launch", obj: str = "") -> tuple[Launched, int | None]:
+           op: str = "monitor::launch", obj: str = "",
+           command_field: str = "") -> tuple[Launched, int | None]:
     """Run conmon and wait for the runtime's verdict on the sync pipe.
 
     Returns the pids, and for an exec the read end of the sync pipe (the exit code arrives on
-    it later; the caller may close it). Raises Internal with the runtime's message when the
-    runtime failed, Timeout when conmon says nothing for ``timeout`` seconds.
+    it later; the caller may close it). Raises NotFound naming ``command_field`` (the request's
+    CommandArgs) when the runtime found no such executable, Internal with the runtime's
+    message when it failed otherwise, Timeout when conmon says nothing for ``timeout`` seconds.
     """
     os.makedirs(paths.exit_dir, exist_ok=True)
     r, w = os.pipe2(os.O_CLOEXEC)
@@ -151,6 +153,9 @@ def launch(argv: list[str], paths: Paths, *, timeout: float = _LAUNCH_TIMEOUT,
         pid = message.get("data")
         if not isinstance(pid, int) or pid <= 0:
             said = str(message.get("message") or "").strip()
+            if command_field and "executable file not found" in said:
+                raise errors.NotFound(f"{command_field}: {said}", op=op, obj=obj,
+                                      field=command_field)
             raise errors.Internal(f"the runtime failed: {said or message}", op=op, obj=obj)
         conmon_pid = _read_pidfile(paths.conmon_pidfile)
         launched = Launched(pid=pid, pid_start=proc.start_time(pid), conmon_pid=conmon_pid,
