@@ -43,21 +43,23 @@ CODE_OF_5XX = {501: "not_supported", 503: "unavailable", 504: "timeout"}
 
 def seed(api: ComputeAPI) -> dict[str, list[int]]:
     """Compute systems in each state (and processes in the running one); their pids by id."""
-    pids: dict[str, list[int]] = {}
-    for system_id in SEED_IDS:
-        api.create({"Id": system_id, "Configuration": {
-            "Owner": "fuzz", "SchemaVersion": {"Major": 2, "Minor": 1},
-            "Container": {"Storage": {"Image": "busybox"},
-                          "Linux": {"Process": {"CommandArgs": ["sleep", "1000"]}}}}})
-        pids[system_id] = []
-        if system_id == "created":
-            continue
-        api.start(system_id)
-        pids[system_id] = [api.create_process(system_id, PROCESS)["ProcessId"]]
-        if system_id == "paused":
-            api.pause(system_id)
-        elif system_id == "stopped":
-            api.terminate(system_id)
+    return {system_id: seed_one(api, system_id) for system_id in SEED_IDS}
+
+
+def seed_one(api: ComputeAPI, system_id: str) -> list[int]:
+    """The seeded compute system ``system_id`` (one of SEED_IDS), in the state it names."""
+    api.create({"Id": system_id, "Configuration": {
+        "Owner": "fuzz", "SchemaVersion": {"Major": 2, "Minor": 1},
+        "Container": {"Storage": {"Image": "busybox"},
+                      "Linux": {"Process": {"CommandArgs": ["sleep", "1000"]}}}}})
+    if system_id == "created":
+        return []
+    api.start(system_id)
+    pids = [api.create_process(system_id, PROCESS)["ProcessId"]]
+    if system_id == "paused":
+        api.pause(system_id)
+    elif system_id == "stopped":
+        api.terminate(system_id)
     return pids
 
 
