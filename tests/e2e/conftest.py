@@ -10,6 +10,7 @@ from pathlib import Path
 
 import peers
 import pytest
+from silod_host import Silod, missing
 
 
 def _skip_if(*reasons: str | None) -> None:
@@ -55,3 +56,20 @@ def podman(runtime: str, busybox_archive: Path,
     with peers.Podman(tmp_path_factory.mktemp("podman"), runtime) as pm:
         pm.load_image(busybox_archive)
         yield pm
+
+
+@pytest.fixture
+def silod(tmp_path: Path) -> Iterator[Silod]:
+    """A real silod of its own (dirs, socket, cgroup parent); the test fails if it leaves
+    anything behind."""
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    d = Silod(tmp_path)
+    d.start()
+    try:
+        yield d
+    finally:
+        leaks = d.finish()
+        if leaks:
+            pytest.fail(f"silod left this behind: {leaks}\n--- silod's log ---\n{d.log()}")

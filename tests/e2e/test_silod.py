@@ -12,30 +12,13 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from silod_host import SILO, Silod, kernel_view, missing
+from silod_host import SILO, Silod, kernel_view
 
 pytestmark = pytest.mark.e2e
 
 LOOP = "i=0; while true; do echo line$i; i=$((i+1)); sleep 0.1; done"
-
-
-@pytest.fixture
-def silod(tmp_path: Path) -> Iterator[Silod]:
-    reason = missing()
-    if reason:
-        pytest.skip(reason)
-    d = Silod(tmp_path)
-    d.start()
-    try:
-        yield d
-    finally:
-        leaks = d.finish()
-        if leaks:
-            pytest.fail(f"silod left this behind: {leaks}\n--- silod's log ---\n{d.log()}")
 
 
 def ok(r: subprocess.CompletedProcess[str]) -> str:

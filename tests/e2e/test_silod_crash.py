@@ -26,12 +26,11 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from silod_host import Silod, kernel_view, missing
+from silod_host import Silod, kernel_view
 
 from silo.client import Client
 from silo.errors import SiloError, Unavailable
@@ -42,21 +41,6 @@ ROUNDS = int(os.environ.get("SILO_CRASH_ROUNDS", "100"))
 SEED = int(os.environ.get("SILO_CRASH_SEED", "20261128"))
 MAX_SYSTEMS = 6
 SETTLE = 10.0  # seconds the host may take to agree after a restart (exits being recorded)
-
-
-@pytest.fixture
-def silod(tmp_path: Path) -> Iterator[Silod]:
-    reason = missing()
-    if reason:
-        pytest.skip(reason)
-    d = Silod(tmp_path)
-    d.start()
-    try:
-        yield d
-    finally:
-        leaks = d.finish()
-        if leaks:
-            pytest.fail(f"silod left this behind: {leaks}\n--- silod's log ---\n{d.log()}")
 
 
 def config(args: list[str]) -> dict[str, Any]:
