@@ -9,6 +9,13 @@ from __future__ import annotations
 import _socket
 import os
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import NoReturn, TypeVar
+
+    T = TypeVar("T")
+
 
 class Channel:
     __slots__ = ("fd",)
@@ -46,6 +53,23 @@ class Channel:
         text = data.decode(errors="replace")
         tag, _, payload = text.partition(" ")
         return tag, payload
+
+    @staticmethod
+    def spawn(child_main: Callable[[T, Channel], NoReturn], args: T) -> tuple[int, Channel]:
+        """Fork a child that runs ``child_main(args, its end)`` and never returns; gives the
+        child's pid and our end of the channel."""
+        parent, child = Channel.pair()
+        try:
+            pid = os.fork()
+        except OSError:
+            parent.close()
+            child.close()
+            raise
+        if pid == 0:
+            parent.close()
+            child_main(args, child)
+        child.close()
+        return pid, parent
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -166,13 +166,8 @@ def create(opts: CreateOptions) -> Container:
         a.direct = can_fork_directly(a, hooks)
         if a.direct:
             enter_pid_namespace(a)
-        parent, child = Channel.pair()
+        stage1, parent = Channel.spawn(init.create_child, a)
         fds.append(parent.fd)
-        stage1 = os.fork()
-        if stage1 == 0:
-            parent.close()
-            init.create_child(a, child)
-        child.close()
 
         def record(pid: int) -> Container:
             # Written while the init still builds its root filesystem; the fifo's mode says

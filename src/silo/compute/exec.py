@@ -107,13 +107,8 @@ def exec_process(c: Container, process: dict[str, Any], *, console_socket: str =
             from silo.kernel import libc
 
             libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
-        parent, child = Channel.pair()
+        stage1, parent = Channel.spawn(init.exec_child, a)
         fds.append(parent.fd)
-        stage1 = os.fork()
-        if stage1 == 0:
-            parent.close()
-            init.exec_child(a, child)
-        child.close()
         if a.console_fd >= 0:
             os.close(a.console_fd)
             fds.remove(a.console_fd)
