@@ -221,11 +221,7 @@ def create(opts: CreateOptions) -> Container:
         undo(cdir, cg, stage1, init_pid)
         raise
     finally:
-        for fd in fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_all(fds)
 
 
 # Devices every container gets on top of its device rules (runc's defaults): mknod of any
@@ -289,18 +285,32 @@ def freezer_file(cg: Cgroup) -> str:
         return ""  # no freezer on this host: pause will say so
 
 
-def undo(cdir: str, cg: Any, stage1: int, init_pid: int) -> None:
-    for pid in (init_pid, stage1):
+def kill_started(process: int, child: int) -> None:
+    """SIGKILL what a failed create or exec started: the container's process and our own
+    child (the same pid when there was one fork), and reap the child."""
+    for pid in (process, child):
         if pid:
             try:
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
-    if stage1:
+    if child:
         try:
-            os.waitpid(stage1, 0)
+            os.waitpid(child, 0)
         except ChildProcessError:
             pass
+
+
+def close_all(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def undo(cdir: str, cg: Any, stage1: int, init_pid: int) -> None:
+    kill_started(init_pid, stage1)
     if cg is not None:
         try:
             cg.kill_all(9)

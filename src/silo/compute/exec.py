@@ -11,6 +11,7 @@ import os
 
 from silo.compute import init, lifecycle
 from silo.compute.channel import Channel
+from silo.compute.create import close_all, kill_started
 from silo.errors import InvalidArgument, SiloError
 from silo.schema import oci
 
@@ -137,21 +138,10 @@ def exec_process(c: Container, process: dict[str, Any], *, console_socket: str =
             master, _name = console.recv_fd(own_tty)
         return wait_foreground(pid, master)
     except BaseException:
-        for p in (pid, stage1):
-            if p:
-                try:
-                    os.kill(p, 9)
-                except ProcessLookupError:
-                    pass
-        if stage1:
-            os.waitpid(stage1, 0)
+        kill_started(pid, stage1)
         raise
     finally:
-        for fd in fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_all(fds)
         if own_tty >= 0:
             os.close(own_tty)
 
