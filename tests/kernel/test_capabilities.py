@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from silo.kernel import capabilities, libc
+from tests.kernel.forking import run_in_child
 
 USER = 1000
 PYTHON = "/usr/bin/python3"  # the test's own interpreter may sit where USER cannot read it
@@ -37,34 +37,6 @@ def _missing() -> str:
 
 
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(bool(_missing()), reason=_missing())]
-
-
-def run_in_child(body: Callable[[], dict[str, Any] | None]) -> tuple[int, bytes]:
-    """Fork; the child runs ``body`` with its stdout on a pipe and either returns a report
-    (sent as JSON) or executes a program that writes to that stdout. Returns the child's wait
-    status and everything it wrote."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        code = 0
-        try:
-            os.close(r)
-            os.dup2(w, 1)
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            report = body()
-        except BaseException as err:
-            report, code = {"child error": repr(err)}, 1
-        try:
-            os.write(w, json.dumps(report).encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-    chunks = []
-    while chunk := os.read(r, 65536):
-        chunks.append(chunk)
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    return status, b"".join(chunks)
 
 
 def become_user(caps: dict[str, list[str]]) -> None:

@@ -13,7 +13,6 @@ import errno
 import importlib.util
 import json
 import os
-import resource
 import signal
 import socket
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import pytest
 
 from silo import errors
 from silo.kernel import libc, seccomp
+from tests.kernel import forking
 
 
 def _missing() -> str:
@@ -42,30 +42,8 @@ PER_LINUX32, PER_LINUX32_3GB, QUERY = 0x8, 0x20008, 0xFFFFFFFF
 
 
 def run_in_child(body: Callable[[], dict[str, Any]]) -> tuple[int, dict[str, Any] | None]:
-    """Fork; the child runs ``body`` and sends its result back as JSON. Returns the child's
-    wait status and the result (None when the child died before reporting)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never return into pytest
-        code = 0
-        try:
-            os.close(r)
-            # A seccomp kill would otherwise dump core.
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            report = body()
-        except BaseException as err:
-            report, code = {"child error": repr(err)}, 1
-        try:
-            os.write(w, json.dumps(report).encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-    chunks = []
-    while chunk := os.read(r, 65536):
-        chunks.append(chunk)
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    data = b"".join(chunks)
+    """The child's wait status and its JSON report (None when it died before reporting)."""
+    status, data = forking.run_in_child(body)
     return status, json.loads(data) if data else None
 
 
