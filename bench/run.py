@@ -148,23 +148,6 @@ def rotated(names: list[str], i: int) -> list[str]:
     return names[k:] + names[:k]
 
 
-def monitors_under(top: Path) -> list[int]:
-    """Pids of the conmon processes whose command line names a path under top."""
-    needle = str(top).rstrip("/") + "/"
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0]) == b"conmon" and needle.encode() in b" ".join(argv):
-            pids.append(int(entry))
-    return pids
-
-
 def start_all(argvs: Sequence[list[str]], env: dict[str, str] | None, what: str,
               parallel: int | None = None, deadline: float | None = None) -> int:
     """Run every argv, ``parallel`` at a time (all at once by default), each with stdout to
@@ -296,7 +279,10 @@ class Bench:
 
     def memory(self, name: str, n: int) -> dict[str, float]:
         top = self.silod.run_dir if name == "silo" else self.podman.workdir
-        monitors = [kib for kib in map(pss_kib, monitors_under(top)) if kib is not None]
+        from silod_host import conmons_mentioning  # beside peers, in tests/e2e
+
+        monitors = [kib for kib in map(pss_kib, conmons_mentioning(str(top).rstrip("/") + "/"))
+                    if kib is not None]
         if len(monitors) != n:
             self.notes.append(f"{name}: found {len(monitors)} conmon for {n} containers")
         figures = {"monitors": len(monitors),

@@ -45,6 +45,23 @@ def missing() -> str | None:
                            probes.need_binary("conmon"), probes.need_busybox_image())
 
 
+
+def conmons_mentioning(path: Path | str) -> dict[int, str]:
+    """conmon processes whose command line names ``path``: pid -> command line."""
+    out: dict[int, str] = {}
+    needle = str(path).encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == b"conmon" and any(needle in a for a in argv):
+            out[int(entry)] = b" ".join(argv).decode(errors="replace")
+    return out
+
 class Silod:
     def __init__(self, top: Path) -> None:
         self.top = top
@@ -151,20 +168,7 @@ class Silod:
 
     def monitors(self) -> dict[int, str]:
         """conmon processes whose command line names this silod's run dir: pid -> cmdline."""
-        out: dict[int, str] = {}
-        needle = str(self.run).encode()
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if argv and os.path.basename(argv[0]) == b"conmon" and \
-                    any(needle in a for a in argv):
-                out[int(entry)] = b" ".join(argv).decode(errors="replace")
-        return out
+        return conmons_mentioning(self.run)
 
     def mounts(self) -> list[str]:
         """Mount points under this silod's directories."""
