@@ -29,6 +29,7 @@ import pytest
 
 from silo.schema.oci_defaults import default_spec
 from tests import probes
+from tests.kernel.netfixtures import net_prefix, netns_factory, netns_path  # noqa: F401
 
 RUNTIME = str(probes.RUNTIME)
 IMAGE_ROOTFS = probes.BUSYBOX_IMAGE / "rootfs"
