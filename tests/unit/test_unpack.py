@@ -1,0 +1,391 @@
+"""Unit tests of silo.storage.unpack: streams, compression, names, replacement, escapes.
+
+No root needed: these tests use only regular files, directories, symlinks and hardlinks in a
+temp dir. Devices, ownership, xattrs and whiteouts are in tests/kernel/test_unpack.py. The tars
+are built here with tarfile; ``Layer`` and ``blob`` are shared with the kernel tests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import stat
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from silo.errors import InvalidArgument, NotSupported
+from silo.storage.unpack import UnpackResult, kept_xattr, unpack
+
+pytestmark = pytest.mark.unit
+
+OCI_TAR = "application/vnd.oci.image.layer.v1.tar"
+OCI_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+DOCKER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+MTIME = 1_600_000_000
+
+
+class Layer:
+    """A tar built entry by entry, as a layer would carry it."""
+
+    def __init__(self, fmt: int = tarfile.PAX_FORMAT) -> None:
+        self._buf = io.BytesIO()
+        self._tar = tarfile.open(fileobj=self._buf, mode="w", format=fmt)  # noqa: SIM115
+        self._done: bytes | None = None
+
+    def add(self, name: str, type: bytes, data: bytes = b"", *, mode: int = 0o644,
+            uid: int = 0, gid: int = 0, mtime: int = MTIME, linkname: str = "",
+            xattrs: dict[str, bytes] | None = None, major: int = 0,
+            minor: int = 0) -> Layer:
+        ti = tarfile.TarInfo(name)
+        ti.type = type
+        ti.mode = mode
+        ti.uid, ti.gid = uid, gid
+        ti.mtime = mtime
+        ti.linkname = linkname
+        ti.devmajor, ti.devminor = major, minor
+        ti.size = len(data) if type == tarfile.REGTYPE else 0
+        if xattrs:
+            ti.pax_headers = {f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape")
+                              for k, v in xattrs.items()}
+        self._tar.addfile(ti, io.BytesIO(data) if type == tarfile.REGTYPE else None)
+        return self
+
+    def file(self, name: str, data: bytes = b"", **kw: object) -> Layer:
+        return self.add(name, tarfile.REGTYPE, data, **kw)  # type: ignore[arg-type]
+
+    def dir(self, name: str, **kw: object) -> Layer:
+        kw.setdefault("mode", 0o755)
+        return self.add(name, tarfile.DIRTYPE, **kw)  # type: ignore[arg-type]
+
+    def symlink(self, name: str, target: str, **kw: object) -> Layer:
+        return self.add(name, tarfile.SYMTYPE, linkname=target, mode=0o777,
+                        **kw)  # type: ignore[arg-type]
+
+    def hardlink(self, name: str, target: str, **kw: object) -> Layer:
+        return self.add(name, tarfile.LNKTYPE, linkname=target, **kw)  # type: ignore[arg-type]
+
+    def tar(self) -> bytes:
+        if self._done is None:
+            self._tar.close()
+            self._done = self._buf.getvalue()
+        return self._done
+
+
+def blob(tar: bytes, compression: str = "none") -> bytes:
+    if compression == "gzip":
+        return gzip.compress(tar, mtime=0)
+    if compression == "zstd":
+        return zstandard.ZstdCompressor().compress(tar)
+    return tar
+
+
+def diff_id(tar: bytes) -> str:
+    return "sha256:" + hashlib.sha256(tar).hexdigest()
+
+
+def tree(root: Path) -> dict[str, tuple[str, ...]]:
+    """What is under ``root``: path -> (kind, content or target)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            st = p.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir",)
+            elif stat.S_ISREG(st.st_mode):
+                out[rel] = ("file", p.read_bytes().decode("latin-1"))
+            else:
+                out[rel] = ("other", oct(st.st_mode))
+    return out
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> Path:
+    d = tmp_path / "diff"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def sentinel(tmp_path: Path) -> Callable[[], None]:
+    """A dir next to ``dest`` (and the rest of tmp_path) that no layer may change.
+
+    Returns a check that fails if anything outside ``dest`` appeared, vanished or changed.
+    """
+    s = tmp_path / "sentinel"
+    s.mkdir()
+    (s / "passwd").write_text("root:x:0:0\n")
+    (s / "etc").mkdir()
+
+    def snapshot() -> dict[str, tuple[str, ...]]:
+        return {k: v for k, v in tree(tmp_path).items() if not k.startswith("diff/")
+                and k != "diff"}
+
+    before = snapshot()
+
+    def check() -> None:
+        assert snapshot() == before
+    return check
+
+
+def run(data: bytes, dest: Path, media_type: str = OCI_TAR) -> UnpackResult:
+    return unpack(io.BytesIO(data), str(dest), media_type)
+
+
+# -- streams and compression -------------------------------------------------------------------
+
+SAMPLE = (Layer().dir("etc").file("etc/hostname", b"silo\n").file("bin/sh", b"\x7fELF" * 300,
+          mode=0o755).symlink("bin/ash", "sh").hardlink("bin/busybox", "bin/sh"))
+
+
+@pytest.mark.parametrize("compression,media_type", [
+    ("none", OCI_TAR), ("gzip", OCI_GZIP), ("zstd", OCI_ZSTD), ("gzip", DOCKER_GZIP),
+    ("none", OCI_GZIP),  # tolerant as containerd: the magic bytes decide
+    ("gzip", OCI_TAR), ("zstd", "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"),
+])
+def test_unpacks_each_compression(dest: Path, compression: str, media_type: str) -> None:
+    tar = SAMPLE.tar()
+    seen: list[int] = []
+    data = blob(tar, compression)
+    result = unpack(io.BytesIO(data), str(dest), media_type, progress=seen.append)
+    assert result == UnpackResult(diff_id=diff_id(tar), size=5 + 1200)
+    assert sum(seen) == len(data)
+    assert tree(dest) == {
+        "etc": ("dir",), "bin": ("dir",), "etc/hostname": ("file", "silo\n"),
+        "bin/sh": ("file", "\x7fELF" * 300), "bin/ash": ("link", "sh"),
+        "bin/busybox": ("file", "\x7fELF" * 300)}
+    assert (dest / "bin/sh").stat().st_ino == (dest / "bin/busybox").stat().st_ino
+    assert stat.S_IMODE((dest / "bin/sh").stat().st_mode) == 0o755
+    assert (dest / "etc/hostname").stat().st_mtime == MTIME
+
+
+def test_multi_member_gzip_and_multi_frame_zstd(dest: Path, tmp_path: Path) -> None:
+    tar = SAMPLE.tar()
+    gz = gzip.compress(tar[:700]) + gzip.compress(tar[700:])
+    assert run(gz, dest, OCI_GZIP).diff_id == diff_id(tar)
+    other = tmp_path / "other"
+    other.mkdir()
+    c = zstandard.ZstdCompressor()
+    zs = c.compress(tar[:3000]) + c.compress(tar[3000:])
+    assert run(zs, other, OCI_ZSTD).diff_id == diff_id(tar)
+    assert tree(dest) == tree(other)
+
+
+def test_diff_id_covers_the_padding_after_the_end_marker(dest: Path) -> None:
+    tar = SAMPLE.tar() + b"\0" * 8192
+    assert run(blob(tar, "gzip"), dest, OCI_GZIP).diff_id == diff_id(tar)
+
+
+def test_unknown_media_type_is_refused_before_reading(dest: Path) -> None:
+    stream = io.BytesIO(SAMPLE.tar())
+    with pytest.raises(InvalidArgument, match=r"application/vnd\.oci\.image\.config\.v1"):
+        unpack(stream, str(dest), "application/vnd.oci.image.config.v1+json")
+    assert stream.tell() == 0 and list(dest.iterdir()) == []
+
+
+@pytest.mark.parametrize("mangle,problem", [
+    (lambda b: blob(b, "gzip")[:-20], "corrupt gzip stream: truncated"),
+    (lambda b: blob(b, "gzip")[:10] + b"\xff" * 50 + blob(b, "gzip")[60:], "corrupt gzip"),
+    (lambda b: blob(b, "zstd")[:-20], "corrupt zstd stream: truncated"),
+    (lambda b: blob(b, "zstd")[:4] + b"\xff" * 60, "corrupt zstd"),
+    (lambda b: b[:1536 + 100], "truncated|unexpected end"),     # inside a file's data
+    (lambda b: b[:512], "truncated|unexpected end"),            # a header, no data
+    (lambda b: b[:1024 + 512 + 1200 + 100], "truncated|unexpected end|bad tar header"),
+    (lambda b: b"\x01" * 700, "corrupt tar|bad tar header|invalid header"),
+    (lambda b: b"", "truncated"),
+])
+def test_truncated_or_corrupt_streams_are_invalid(
+        dest: Path, mangle: Callable[[bytes], bytes], problem: str) -> None:
+    tar = Layer().file("a", b"x" * 1200).file("b", b"y" * 1200).tar()
+    with pytest.raises(InvalidArgument, match=problem):
+        run(mangle(tar), dest, OCI_GZIP)
+
+
+def test_stream_cut_at_an_entry_boundary_is_truncated(dest: Path) -> None:
+    tar = Layer().file("a", b"x" * 512).file("b", b"y").tar()
+    with pytest.raises(InvalidArgument, match="truncated"):
+        run(tar[:1024], dest)   # "a" complete, then nothing: no end-of-archive marker
+
+
+def test_xz_is_not_supported(dest: Path) -> None:
+    with pytest.raises(NotSupported, match="xz"):
+        run(b"\xfd7zXZ\x00" + b"\0" * 100, dest)
+
+
+def test_dest_must_be_an_empty_directory(tmp_path: Path, dest: Path) -> None:
+    with pytest.raises(InvalidArgument, match="does not exist"):
+        run(SAMPLE.tar(), tmp_path / "missing")
+    (dest / "x").write_text("")
+    with pytest.raises(InvalidArgument, match="not empty"):
+        run(SAMPLE.tar(), dest)
+
+
+# -- names, replacement, metadata --------------------------------------------------------------
+
+def test_gnu_and_pax_long_names(dest: Path, tmp_path: Path) -> None:
+    deep = "/".join(["d" * 60] * 5) + "/" + "f" * 200
+    for i, fmt in enumerate((tarfile.PAX_FORMAT, tarfile.GNU_FORMAT)):
+        d = tmp_path / f"d{i}"
+        d.mkdir()
+        tar = Layer(fmt).file(deep, b"deep").symlink("l", "t" * 300).hardlink("h", deep).tar()
+        run(tar, d)
+        assert (d / deep).read_bytes() == b"deep"
+        assert os.readlink(d / "l") == "t" * 300
+        assert (d / "h").stat().st_ino == (d / deep).stat().st_ino
+
+
+def test_leading_slash_and_dots_are_cleaned_into_dest(dest: Path,
+                                                      sentinel: Callable[[], None]) -> None:
+    run(Layer().file("/etc/x", b"1").file("./a/./b/../c", b"2").file("//d", b"3").tar(), dest)
+    assert tree(dest) == {"etc": ("dir",), "etc/x": ("file", "1"), "a": ("dir",),
+                          "a/c": ("file", "2"), "d": ("file", "3")}
+    sentinel()
+
+
+def test_later_entries_replace_earlier_ones(dest: Path) -> None:
+    tar = (Layer().file("f", b"old").file("f", b"new")
+           .file("d", b"file").dir("d").file("d/x", b"in d")
+           .dir("e").file("e/old", b"1").dir("e").file("e/new", b"2")     # dir over dir merges
+           .dir("g").file("g/x", b"1").file("g", b"now a file")           # file over dir
+           .symlink("s", "nowhere").file("s", b"over symlink")
+           .file("h", b"1").hardlink("h2", "h").file("h", b"replaced").tar())
+    run(tar, dest)
+    assert tree(dest) == {
+        "f": ("file", "new"), "d": ("dir",), "d/x": ("file", "in d"), "e": ("dir",),
+        "e/old": ("file", "1"), "e/new": ("file", "2"), "g": ("file", "now a file"),
+        "s": ("file", "over symlink"), "h": ("file", "replaced"), "h2": ("file", "1")}
+
+
+def test_modes_and_directory_mtimes_after_contents(dest: Path) -> None:
+    tar = (Layer().dir("ro", mode=0o555, mtime=1000).file("ro/f", b"x", mode=0o4755)
+           .dir("sticky", mode=0o1777, mtime=2000).file("sticky/g", b"y", mode=0o2640)
+           .dir(".", mode=0o711, mtime=3000).tar())
+    run(tar, dest)
+    assert stat.S_IMODE((dest / "ro").stat().st_mode) == 0o555
+    assert (dest / "ro").stat().st_mtime == 1000
+    assert stat.S_IMODE((dest / "ro/f").stat().st_mode) == 0o4755
+    assert stat.S_IMODE((dest / "sticky").stat().st_mode) == 0o1777
+    assert (dest / "sticky").stat().st_mtime == 2000
+    assert stat.S_IMODE((dest / "sticky/g").stat().st_mode) == 0o2640
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o711 and dest.stat().st_mtime == 3000
+
+
+def test_missing_parents_are_created_0755(dest: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        run(Layer().file("a/b/c", b"x").tar(), dest)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((dest / "a").stat().st_mode) == 0o755
+    assert stat.S_IMODE((dest / "a/b").stat().st_mode) == 0o755
+
+
+def test_symlink_targets_are_data_never_followed(dest: Path,
+                                                 sentinel: Callable[[], None]) -> None:
+    run(Layer().symlink("abs", "/etc/passwd").symlink("up", "../../..").tar(), dest)
+    assert os.readlink(dest / "abs") == "/etc/passwd"
+    assert os.readlink(dest / "up") == "../../.."
+    sentinel()
+
+
+def test_xattr_policy() -> None:
+    assert kept_xattr("user.foo") and kept_xattr("security.capability")
+    assert kept_xattr("system.posix_acl_access")
+    for key in ("trusted.overlay.opaque", "trusted.overlay.redirect", "security.selinux",
+                "security.ima", "system.nfs4_acl"):
+        assert not kept_xattr(key)
+
+
+# -- escapes: each leaves everything outside dest unchanged ------------------------------------
+
+ESCAPES: dict[str, tuple[Layer, str]] = {
+    "dotdot": (Layer().file("../x", b"evil"), "climbs above"),
+    "dotdot-inside": (Layer().file("a/../../x", b"evil"), "climbs above"),
+    "dotdot-sentinel": (Layer().file("../sentinel/passwd", b"evil"), "climbs above"),
+    "symlink-then-file": (Layer().symlink("evil", "/etc").file("evil/passwd", b"evil"),
+                          "'evil' is a symlink"),
+    "symlink-then-dir": (Layer().symlink("evil", "../sentinel").dir("evil/etc/new"),
+                         "'evil' is a symlink"),
+    "symlink-up-then-file": (Layer().symlink("a", "../../..").file("a/sentinel/x", b"e"),
+                             "'a' is a symlink"),
+    "symlink-then-hardlink": (Layer().symlink("evil", "../sentinel")
+                              .hardlink("evil/passwd2", "evil/passwd"), "is a symlink"),
+    "hardlink-through-symlink": (Layer().symlink("evil", "../sentinel")
+                                 .hardlink("stolen", "evil/passwd"), "'evil' is a symlink"),
+    "hardlink-absolute": (Layer().hardlink("stolen", "/etc/passwd"), "not in the layer"),
+    "hardlink-dotdot": (Layer().hardlink("stolen", "../sentinel/passwd"), "climbs above"),
+    "symlink-chain": (Layer().symlink("a", "b").symlink("b", "c").symlink("c", "../sentinel")
+                      .file("a/x", b"evil"), "'a' is a symlink"),
+    "symlink-deep-parent": (Layer().dir("d").symlink("d/l", "/").file("d/l/etc/x", b"e"),
+                            "'d/l' is a symlink"),
+    "dir-replaced-by-symlink": (Layer().dir("d").file("d/ok", b"1").symlink("d", "../sentinel")
+                                .file("d/passwd", b"evil"), "'d' is a symlink"),
+    "whiteout-through-symlink": (Layer().symlink("evil", "../sentinel")
+                                 .file("evil/.wh.passwd"), "'evil' is a symlink"),
+    "pax-long-name-dotdot": (Layer().file("../" * 40 + "sentinel/" + "p" * 150, b"e"),
+                             "climbs above"),
+    "gnu-long-name-dotdot": (Layer(tarfile.GNU_FORMAT).file("a/" * 60 + "../" * 62 + "x",
+                                                           b"e"), "climbs above"),
+    "whiteout-dotdot": (Layer().file(".wh.."), "names no file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ESCAPES))
+def test_escape_is_refused_and_writes_nothing_outside(
+        case: str, dest: Path, sentinel: Callable[[], None]) -> None:
+    layer, reason = ESCAPES[case]
+    with pytest.raises(InvalidArgument, match=reason) as exc:
+        run(layer.tar(), dest)
+    assert "layer entry" in str(exc.value)
+    sentinel()
+
+
+def test_symlink_replaced_by_dir_is_a_real_dir(dest: Path, sentinel: Callable[[], None]) -> None:
+    run(Layer().symlink("d", "../sentinel").dir("d").file("d/passwd", b"mine").tar(), dest)
+    assert (dest / "d").is_dir() and not (dest / "d").is_symlink()
+    assert (dest / "d/passwd").read_bytes() == b"mine"
+    sentinel()
+
+
+def test_absolute_name_lands_inside(dest: Path, sentinel: Callable[[], None]) -> None:
+    run(Layer().file("/etc/passwd", b"inside").tar(), dest)
+    assert (dest / "etc/passwd").read_bytes() == b"inside"
+    sentinel()
+
+
+def test_absolute_name_with_dotdot_is_refused(dest: Path, sentinel: Callable[[], None]) -> None:
+    # as docker: joined under dest, "/../x" would still leave it, so it is refused
+    with pytest.raises(InvalidArgument, match="climbs above"):
+        run(Layer().file("/../../etc/shadow", b"evil").tar(), dest)
+    sentinel()
+
+
+def test_hardlink_to_file_inside_by_absolute_name(dest: Path) -> None:
+    run(Layer().file("etc/passwd", b"p").hardlink("copy", "/etc/passwd").tar(), dest)
+    assert (dest / "copy").stat().st_ino == (dest / "etc/passwd").stat().st_ino
+
+
+def test_hardlink_to_a_directory_or_the_root_is_refused(dest: Path) -> None:
+    with pytest.raises(InvalidArgument, match="is a directory"):
+        run(Layer().dir("d").hardlink("x", "d").tar(), dest)
+
+
+def test_hardlink_to_a_symlink_links_the_symlink(dest: Path, sentinel: Callable[[], None]) -> None:
+    run(Layer().symlink("s", "../sentinel/passwd").hardlink("h", "s").tar(), dest)
+    assert os.readlink(dest / "h") == "../sentinel/passwd"
+    sentinel()
+
+
+def test_file_under_a_file_is_refused(dest: Path) -> None:
+    with pytest.raises(InvalidArgument, match="'f' is not a directory"):
+        run(Layer().file("f", b"1").file("f/g", b"2").tar(), dest)
