@@ -25,7 +25,6 @@ Errors, by what the caller can do about them:
 from __future__ import annotations
 
 import base64
-import hashlib
 import http.client
 import io
 import ipaddress
@@ -40,25 +39,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from silo import errors
+from silo.storage import mediatypes
+from silo.storage.descriptor import MAX_MANIFEST, sha256
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 OP = "storage::registry"
 
-# Media types the client asks for and accepts as manifests (the names mediatypes.py also has).
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
-INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
-SCHEMA1_TYPES = (
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-)
-
-MAX_MANIFEST = 4 << 20  # as containerd: a manifest bigger than this is not a manifest
+# What the client accepts as a manifest: image manifests and indexes, OCI and Docker.
+MANIFEST_TYPES = mediatypes.MANIFESTS | mediatypes.INDEXES
+SCHEMA1_TYPES = (mediatypes.DOCKER_MANIFEST_V1, mediatypes.DOCKER_MANIFEST_V1_SIGNED)
 MAX_REDIRECTS = 5
 BUFSIZE = 1 << 20
 DOCKER_HUB = "docker.io"
@@ -91,7 +82,7 @@ class RemoteManifest:
 
     @property
     def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES
+        return mediatypes.is_index(self.media_type)
 
 
 @dataclass(frozen=True)
@@ -143,10 +134,6 @@ def check_reference(reference: str) -> str:
     return reference
 
 
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 class _Retry(Exception):
     """An attempt failed in a way another attempt may not (5xx, reset, refused)."""
 
@@ -193,7 +180,7 @@ class RegistryClient:
 
     def __init__(self, registry_host: str, *, insecure: bool = False,
                  ca_file: str | None = None, credentials: tuple[str, str] | None = None,
-                 retries: int = 3, timeout: float = 30) -> None:
+                 retries: int = 3, timeout: float = 30, backoff: float = 0.25) -> None:
         if not registry_host or "/" in registry_host or any(c.isspace() for c in registry_host):
             raise errors.invalid("registry", f"{registry_host!r} is not a registry host", op=OP)
         if retries < 0:
@@ -214,7 +201,7 @@ class RegistryClient:
         self._basic = False  # the registry asked for Basic: send it up front from now on
         self._bearer: dict[str, Challenge] = {}  # the challenge seen, by scope
         self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, expires at)
-        self._backoff = 0.25
+        self.backoff = backoff  # seconds before the first retry; doubles, at most 4 s
 
     # -- public: manifests ---------------------------------------------------------------
 
@@ -229,7 +216,7 @@ class RegistryClient:
         name = self._name(repository, reference)
         resp = self._call("GET", f"/v2/{repository}/manifests/{reference}",
                           scope=f"repository:{repository}:pull",
-                          headers={"Accept": ", ".join(MANIFEST_TYPES)},
+                          headers={"Accept": ", ".join(mediatypes.ACCEPT_MANIFESTS)},
                           what=name, limit=MAX_MANIFEST)
         if resp.status == 404:
             raise errors.NotFound(f"{name}: manifest unknown ({resp.registry_error()})",
@@ -237,7 +224,7 @@ class RegistryClient:
         self._expect(resp, (200,), name)
         data = resp.body
         media_type = self._manifest_type(resp, name)
-        digest = sha256_digest(data)
+        digest = sha256(data)
         served = resp.headers.get("Docker-Content-Digest", "")
         if served.startswith("sha256:") and served != digest:
             raise errors.invalid("manifest", f"{name}: the registry says its digest is {served} "
@@ -254,7 +241,7 @@ class RegistryClient:
         check_repository(repository)
         check_reference(reference)
         name = self._name(repository, reference)
-        digest = sha256_digest(data)
+        digest = sha256(data)
         if _DIGEST_RE.match(reference) and reference != digest:
             raise errors.invalid("reference", f"{reference} is not the digest of the manifest "
                                  f"({digest})", op=OP, obj=name)
@@ -385,7 +372,8 @@ class RegistryClient:
                                       "current client)", op=OP, obj=name)
         if media_type not in MANIFEST_TYPES:
             # Registries may serve application/json; the body then says what it is.
-            media_type = declared or (OCI_INDEX if "manifests" in (doc or {}) else OCI_MANIFEST)
+            media_type = declared or (mediatypes.OCI_INDEX if "manifests" in (doc or {})
+                                      else mediatypes.OCI_MANIFEST)
         if media_type not in MANIFEST_TYPES:
             raise errors.invalid("manifest", f"{name}: media type {media_type!r} is not a "
                                  "manifest or index silo reads", op=OP, obj=name)
@@ -407,7 +395,7 @@ class RegistryClient:
                              f"for {name}: {resp.registry_error()}", op=OP, obj=name)
 
     def _sleep(self, attempt: int) -> None:
-        time.sleep(min(self._backoff * (2 ** attempt), 4.0))
+        time.sleep(min(self.backoff * (2 ** attempt), 4.0))
 
     def _ssl_context(self, ca_file: str | None) -> ssl.SSLContext:
         try:
@@ -755,9 +743,11 @@ class _BlobStream(io.RawIOBase):
                 self._broken(e)
                 continue
             if n == 0:
-                raise errors.invalid("blob", f"{self._name}: the registry served "
-                                     f"{self._offset} of its {self._size} bytes (truncated)",
-                                     op=OP, obj=self._name)
+                # http.client returns 0, not IncompleteRead, when the connection ends before
+                # Content-Length; a declared length shorter than the blob was refused in _open.
+                self._broken(ConnectionError(f"the connection ended after {self._offset} of "
+                                             f"{self._size} bytes"))
+                continue
             self._offset += n
             return n
 
@@ -770,6 +760,12 @@ class _BlobStream(io.RawIOBase):
             self._conn.close()
         self._conn = None
         self._resp = None
+
+    def _truncated(self, served: int) -> errors.InvalidArgument:
+        what = "truncated" if served < self._size else "longer than its descriptor"
+        return errors.invalid("blob", f"{self._name}: the registry serves {served} bytes, "
+                              f"the descriptor says {self._size} ({what})", op=OP,
+                              obj=self._name)
 
     def _broken(self, cause: BaseException) -> None:
         self._finish()
@@ -832,7 +828,10 @@ class _BlobStream(io.RawIOBase):
             client._expect(answer, (200, 206), self._name)
         self._resp, self._conn = resp, conn
         if status == 206:
-            first = _range_start(resp.getheader("Content-Range", ""))
+            first, total = _content_range(resp.getheader("Content-Range", ""))
+            if total not in (-1, self._size):
+                self._finish()
+                raise self._truncated(total)
             if first != self._offset:
                 self._finish()
                 raise errors.invalid("response", f"{self._name}: the registry answered bytes "
@@ -841,8 +840,7 @@ class _BlobStream(io.RawIOBase):
         length = resp.getheader("Content-Length")
         if length is not None and length.isdigit() and int(length) != self._size:
             self._finish()
-            raise errors.invalid("blob", f"{self._name}: the registry serves {length} bytes, "
-                                 f"the descriptor says {self._size}", op=OP, obj=self._name)
+            raise self._truncated(int(length))
         skip = self._offset
         while skip:
             chunk = resp.read(min(skip, BUFSIZE))
@@ -853,23 +851,20 @@ class _BlobStream(io.RawIOBase):
             skip -= len(chunk)
 
 
-def _range_start(content_range: str) -> int:
-    m = re.match(r"bytes (\d+)-", content_range.strip())
-    return int(m.group(1)) if m else -1
+def _content_range(content_range: str) -> tuple[int, int]:
+    """(first byte, total size) of ``bytes 100-199/200``; -1 for what it does not say."""
+    m = re.match(r"bytes (\d+)-\d+/(\d+|\*)", content_range.strip())
+    if not m:
+        return -1, -1
+    return int(m.group(1)), (int(m.group(2)) if m.group(2) != "*" else -1)
 
 
 __all__ = [
-    "DOCKER_MANIFEST",
-    "DOCKER_MANIFEST_LIST",
-    "INDEX_TYPES",
     "MANIFEST_TYPES",
-    "OCI_INDEX",
-    "OCI_MANIFEST",
     "Challenge",
     "RegistryBlobSource",
     "RegistryClient",
     "RemoteManifest",
     "is_loopback",
     "parse_challenge",
-    "sha256_digest",
 ]
