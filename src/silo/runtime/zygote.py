@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 IDLE = 20.0                       # seconds without a request before the zygote exits
+SPARES = 2                        # forked children waiting for a request
 VERBS = ("start", "state", "kill", "delete", "list", "ps", "pause", "resume", "update",
          "features")              # keep in step with ZYGOTE_VERBS in launcher.c
 _MAX_MSG = 1 << 20
@@ -118,16 +119,67 @@ def _stale(sources: dict[str, float]) -> bool:
     return False
 
 
-def serve(sock_path: str) -> None:
-    """Run the zygote on ``sock_path`` until it has been idle for :data:`IDLE` seconds."""
+def _import_all() -> None:
+    """Import what the verbs use (their first call otherwise costs ~1.5 ms of lazy imports)."""
     import importlib
+    import pkgutil
+
+    import silo.compute
+    import silo.kernel
+    import silo.schema
+
+    for pkg in (silo.compute, silo.kernel, silo.schema):
+        for info in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + "."):
+            importlib.import_module(info.name)
+    for verb in VERBS:
+        importlib.import_module(f"silo.runtime.verbs.{verb}")
+
+
+def _warm(run_main: Callable[[list[str]], int], root: str, verbs: tuple[str, ...]) -> None:
+    """Run each verb once on a container that does not exist under ``root``: in the zygote
+    this settles every lazy start-up cost; in a spare it takes, before any request, the
+    copy-on-write faults a request would otherwise pay."""
+    saved = os.dup(1), os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        for verb in verbs:
+            args = ["--root", root, verb]
+            if verb not in ("list", "features"):
+                args.append("warm-up")
+            try:
+                run_main(args)
+            except BaseException:          # a warm-up must never stop the zygote
+                pass
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
+def serve(sock_path: str) -> None:
+    """Run the zygote on ``sock_path`` until it has been idle for :data:`IDLE` seconds.
+
+    The zygote itself never answers: it keeps :data:`SPARES` forked children waiting in
+    ``accept`` (the fork and its copy-on-write faults happen before a request arrives), and
+    forks a new spare each time one takes a request and says so on a pipe.
+    """
+    import gc
 
     from silo.runtime import main as runtime_main
 
-    for verb in VERBS:                      # what the children will need, imported once
-        importlib.import_module(f"silo.runtime.verbs.{verb}")
+    _import_all()
+    warm_root = sock_path + ".warm"         # an empty state root, only ever read
+    os.makedirs(warm_root, mode=0o700, exist_ok=True)
+    _warm(runtime_main.main, warm_root, VERBS)
     sources = _sources()
     me = _identity("self")
+    gc.collect()
+    gc.freeze()                             # children leave the warm heap untouched by GC
 
     os.makedirs(os.path.dirname(sock_path), mode=0o700, exist_ok=True)
     lock = os.open(sock_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -143,25 +195,43 @@ def serve(sock_path: str) -> None:
     listener.bind(sock_path)
     os.chmod(sock_path, 0o600)
     listener.listen(64)
-    children: set[int] = set()
+    taken_r, taken_w = os.pipe2(os.O_CLOEXEC)
+    spares: set[int] = set()
+    busy: set[int] = set()
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:
+            os.close(taken_r)
+            os.close(lock)
+            _warm(runtime_main.main, warm_root, ("state", "kill", "delete"))
+            _spare(listener, taken_w, me, sources, sock_path, runtime_main.main)
+        spares.add(pid)
+
     signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
+        for _ in range(SPARES):
+            spawn()
         while True:
-            ready, _, _ = select.select([listener], [], [], IDLE)
-            children -= _reaped(children)
-            if not ready:
-                if not children:
-                    return
-                continue
-            conn, _ = listener.accept()
-            pid = os.fork()
-            if pid == 0:
-                listener.close()
-                os.close(lock)
-                _child(conn, me, sources, sock_path, runtime_main.main)
-            children.add(pid)
-            conn.close()
+            ready, _, _ = select.select([taken_r], [], [], IDLE)
+            if ready:
+                data = os.read(taken_r, 4 * 64)
+                for (pid,) in _INT.iter_unpack(data[: len(data) // 4 * 4]):
+                    spares.discard(pid)
+                    busy.add(pid)
+                    spawn()
+            _reap(spares, busy)
+            if not ready and not busy:
+                return
+            while len(spares) < SPARES:     # a spare that died (stale sources, a signal)
+                spawn()
     finally:
+        for pid in spares:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _reap(spares, busy)
         try:
             if os.stat(sock_path).st_ino == os.fstat(listener.fileno()).st_ino:
                 os.unlink(sock_path)
@@ -175,21 +245,55 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _reaped(children: set[int]) -> set[int]:
-    done = set()
-    for pid in children:
+def _reap(*groups: set[int]) -> None:
+    while True:
         try:
-            if os.waitpid(pid, os.WNOHANG)[0]:
-                done.add(pid)
+            pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            done.add(pid)
-    return done
+            return
+        if not pid:
+            return
+        for g in groups:
+            g.discard(pid)
+
+
+def _spare(listener: socket.socket, taken: int, me: tuple[object, ...],
+           sources: dict[str, float], sock_path: str,
+           run_main: Callable[[list[str]], int]) -> NoReturn:
+    """A forked child waiting for one request; never returns."""
+    import gc
+
+    gc.disable()                            # a short life: nothing for the collector to do
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if _stale(sources):                     # make way for a zygote with the current code
+        _retire(sock_path)
+    import time
+
+    since = time.monotonic()
+    try:
+        conn, _ = listener.accept()
+        os.write(taken, _INT.pack(os.getpid()))
+    except OSError:
+        os._exit(1)
+    os.close(taken)
+    listener.close()
+    if time.monotonic() - since < 1.0:      # checked just now: no need to stat them again
+        sources = {}
+    _child(conn, me, sources, sock_path, run_main)
+
+
+def _retire(sock_path: str) -> NoReturn:
+    try:
+        os.unlink(sock_path)
+    except OSError:
+        pass
+    os.kill(os.getppid(), signal.SIGTERM)
+    os._exit(0)
 
 
 def _child(conn: socket.socket, me: tuple[object, ...], sources: dict[str, float],
            sock_path: str, run_main: Callable[[list[str]], int]) -> NoReturn:
     """Serve one request in a fresh fork; never returns."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         data, anc, _, _ = conn.recvmsg(_MAX_MSG, socket.CMSG_SPACE(3 * 4))
         fds: list[int] = []
