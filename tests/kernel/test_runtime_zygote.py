@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,38 @@ def test_exit_status_and_stdio_of_a_verb_that_fails_midway(bundle: Bundle) -> No
     warm = bundle.runtime("pause", cid)        # created, not running: refused
     assert warm.returncode == 1 and cid in warm.stderr
     assert len(warm.stderr.strip().splitlines()) == 1
+
+
+def _stop_zygotes() -> None:
+    for pid in _zygotes():
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    end = time.monotonic() + 10
+    while _zygotes() and time.monotonic() < end:
+        time.sleep(0.02)
+
+
+def test_the_zygote_leaves_the_cgroup_of_the_call_that_started_it(bundle: Bundle) -> None:
+    """It outlives that call: staying in the caller's cgroup would keep the caller's owner
+    (a shim, a test) from removing it."""
+    _stop_zygotes()
+    cg = Path("/sys/fs/cgroup/pids") / f"silo-zygote-test-{os.getpid()}"
+    if not cg.parent.is_dir():
+        pytest.skip("no cgroup v1 pids hierarchy at /sys/fs/cgroup/pids")
+    cg.mkdir()
+    try:
+        subprocess.run(["sh", "-c", f"echo $$ > {cg}/cgroup.procs && exec {RUNTIME} "
+                        f"--root {bundle.state_dir} list"], check=True, capture_output=True,
+                       timeout=60)
+        end = time.monotonic() + 10
+        while not _zygotes() and time.monotonic() < end:
+            time.sleep(0.02)
+        assert _zygotes(), "the call did not start a zygote"
+        end = time.monotonic() + 10
+        while (cg / "cgroup.procs").read_text().strip() and time.monotonic() < end:
+            time.sleep(0.02)
+        assert not (cg / "cgroup.procs").read_text().strip()
+    finally:
+        cg.rmdir()

@@ -172,6 +172,7 @@ def serve(sock_path: str) -> None:
 
     from silo.runtime import main as runtime_main
 
+    _leave_callers_cgroups()
     _import_all()
     warm_root = sock_path + ".warm"         # an empty state root, only ever read
     os.makedirs(warm_root, mode=0o700, exist_ok=True)
@@ -239,6 +240,27 @@ def serve(sock_path: str) -> None:
             pass
         listener.close()
         os.close(lock)
+
+
+def _leave_callers_cgroups() -> None:
+    """Move to the root of every cgroup hierarchy: the zygote outlives the call that started
+    it, and must not keep that caller's cgroup (a shim's, a test's) from being removed."""
+    me = str(os.getpid()).encode()
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split() for line in f]
+    for fields in mounts:
+        sep = fields.index("-")
+        if fields[sep + 1] in ("cgroup", "cgroup2") and fields[3] == "/":
+            try:
+                fd = os.open(os.path.join(fields[4], "cgroup.procs"), os.O_WRONLY)
+            except OSError:
+                continue
+            try:
+                os.write(fd, me)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:
