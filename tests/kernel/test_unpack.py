@@ -1,0 +1,224 @@
+"""silo.storage.unpack as root: devices, ownership, xattrs, whiteouts under a real overlayfs,
+and a round trip of the embedded busybox rootfs.
+
+The overlay mounts happen in a child ``unshare --mount`` with private propagation, so they
+vanish with the child whatever the test does. Escape cases are in tests/unit/test_unpack.py
+(they need no root); the ones here need root to matter (devices, hardlinks to device nodes).
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import hashlib
+import io
+import os
+import stat
+import struct
+import subprocess
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from silo.errors import InvalidArgument
+from silo.storage.unpack import unpack
+from tests import probes
+from tests.unit.test_unpack import OCI_GZIP, OCI_TAR, OCI_ZSTD, Layer, blob, diff_id, tree
+
+
+def _need_overlayfs() -> str | None:
+    with open("/proc/filesystems") as f:
+        if any(line.split()[-1] == "overlay" for line in f if line.strip()):
+            return None
+    return "overlayfs is not available in this kernel"
+
+
+SKIP = probes.need_root()
+pytestmark = [pytest.mark.kernel, pytest.mark.skipif(bool(SKIP), reason=SKIP or "")]
+OVERLAY_SKIP = probes.need_all(_need_overlayfs(), probes.need_binary("unshare"))
+
+CAP_NET_RAW = 13
+
+
+def vfs_cap_v2(permitted: int, effective: bool = True) -> bytes:
+    """A security.capability value (struct vfs_cap_data, revision 2)."""
+    magic = 0x02000000 | (1 if effective else 0)
+    return struct.pack("<IIIII", magic, permitted & 0xFFFFFFFF, 0, permitted >> 32, 0)
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> Path:
+    d = tmp_path / "diff"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def sentinel(tmp_path: Path) -> Callable[[], None]:
+    s = tmp_path / "sentinel"
+    s.mkdir()
+    (s / "passwd").write_text("root:x:0:0\n")
+    before = {k: v for k, v in tree(tmp_path).items() if not k.startswith("diff")}
+
+    def check() -> None:
+        assert {k: v for k, v in tree(tmp_path).items() if not k.startswith("diff")} == before
+    return check
+
+
+def run(data: bytes, dest: Path, media_type: str = OCI_TAR) -> None:
+    unpack(io.BytesIO(data), str(dest), media_type)
+
+
+def test_devices_fifos_and_their_owners(dest: Path) -> None:
+    tar = (Layer().add("dev/null", tarfile.CHRTYPE, mode=0o666, major=1, minor=3, uid=5, gid=6)
+           .add("dev/loop9", tarfile.BLKTYPE, mode=0o660, major=7, minor=9, gid=6)
+           .add("run/fifo", tarfile.FIFOTYPE, mode=0o620, uid=7, gid=8, mtime=12345)
+           .hardlink("dev/null2", "dev/null").tar())
+    run(tar, dest)
+    null = (dest / "dev/null").lstat()
+    assert stat.S_ISCHR(null.st_mode) and stat.S_IMODE(null.st_mode) == 0o666
+    assert (os.major(null.st_rdev), os.minor(null.st_rdev)) == (1, 3)
+    assert (null.st_uid, null.st_gid) == (5, 6)
+    loop = (dest / "dev/loop9").lstat()
+    assert stat.S_ISBLK(loop.st_mode) and stat.S_IMODE(loop.st_mode) == 0o660
+    assert (os.major(loop.st_rdev), os.minor(loop.st_rdev)) == (7, 9)
+    fifo = (dest / "run/fifo").lstat()
+    assert stat.S_ISFIFO(fifo.st_mode) and stat.S_IMODE(fifo.st_mode) == 0o620
+    assert (fifo.st_uid, fifo.st_gid, fifo.st_mtime) == (7, 8, 12345)
+    assert (dest / "dev/null2").lstat().st_ino == null.st_ino
+
+
+def test_ownership_of_every_kind_and_setuid_kept_after_chown(dest: Path) -> None:
+    tar = (Layer().dir("home/u", uid=1000, gid=1001, mode=0o2750)
+           .file("home/u/su", b"x", uid=1000, gid=1001, mode=0o6755)
+           .symlink("home/u/l", "/nowhere", uid=1002, gid=1003)
+           .file("big-ids", b"", uid=2**32 - 2, gid=70000).tar())
+    run(tar, dest)
+    d = (dest / "home/u").stat()
+    assert (d.st_uid, d.st_gid, stat.S_IMODE(d.st_mode)) == (1000, 1001, 0o2750)
+    f = (dest / "home/u/su").stat()
+    assert (f.st_uid, f.st_gid, stat.S_IMODE(f.st_mode)) == (1000, 1001, 0o6755)
+    link = (dest / "home/u/l").lstat()
+    assert (link.st_uid, link.st_gid) == (1002, 1003)
+    big = (dest / "big-ids").stat()
+    assert (big.st_uid, big.st_gid) == (2**32 - 2, 70000)
+
+
+def test_owner_out_of_range_is_invalid(dest: Path) -> None:
+    with pytest.raises(InvalidArgument, match=r"'f'.*out of range"):
+        run(Layer(tarfile.GNU_FORMAT).file("f", b"", uid=2**40).tar(), dest)
+
+
+def test_xattrs_kept_and_dropped(dest: Path) -> None:
+    cap = vfs_cap_v2(1 << CAP_NET_RAW)
+    binary = bytes(range(256))
+    tar = (Layer().file("bin/ping", b"\x7fELF", mode=0o755, uid=0, xattrs={
+               "security.capability": cap, "user.binary": binary,
+               "trusted.overlay.redirect": b"/etc", "security.selinux": b"system_u:x"})
+           .dir("d", xattrs={"user.note": b"dir", "trusted.overlay.opaque": b"y"})
+           .tar())
+    run(tar, dest)
+    ping = str(dest / "bin/ping")
+    assert os.getxattr(ping, "security.capability") == cap   # survived chown and write
+    assert os.getxattr(ping, "user.binary") == binary
+    assert os.getxattr(str(dest / "d"), "user.note") == b"dir"
+    for path, key in ((ping, "trusted.overlay.redirect"), (ping, "security.selinux"),
+                      (str(dest / "d"), "trusted.overlay.opaque")):
+        with pytest.raises(OSError) as exc:
+            os.getxattr(path, key)
+        assert exc.value.errno == errno.ENODATA, key
+
+
+def test_whiteouts_become_overlay_whiteouts(dest: Path) -> None:
+    tar = (Layer().file("etc/.wh.gone", b"").dir("opq").file("opq/.wh..wh..opq", b"")
+           .file("opq/new", b"n").file("x/.wh..wh.plnk", b"").file(".wh..wh..opq", b"")
+           .file("f").file(".wh.f").tar())   # a whiteout replaces a file of its own layer
+    run(tar, dest)
+    for path in ("etc/gone", "f"):
+        st = (dest / path).lstat()
+        assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(0, 0), path
+    assert os.getxattr(str(dest / "opq"), "trusted.overlay.opaque") == b"y"
+    assert os.getxattr(str(dest), "trusted.overlay.opaque") == b"y"
+    assert sorted(os.listdir(dest / "x")) == []
+    assert not any(n.startswith(".wh.") for n in tree(dest))
+
+
+@pytest.mark.skipif(bool(OVERLAY_SKIP), reason=OVERLAY_SKIP or "")
+def test_whiteouts_hide_lower_files_under_a_real_overlay(tmp_path: Path, dest: Path) -> None:
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    base = (Layer().file("etc/keep", b"k").file("etc/gone", b"g").file("opq/old", b"o")
+            .dir("dirgone").file("dirgone/inner", b"i").tar())
+    run(blob(base, "gzip"), lower, OCI_GZIP)
+    top = (Layer().file("etc/.wh.gone").file("opq/.wh..wh..opq").file("opq/new", b"n")
+           .file(".wh.dirgone").tar())
+    run(blob(top, "zstd"), dest, OCI_ZSTD)
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    script = ('mount -t overlay overlay -o "lowerdir=$1:$2" "$3" && cd "$3" && '
+              'find . | LC_ALL=C sort')
+    out = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+         str(dest), str(lower), str(merged)],
+        capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    assert out == [".", "./etc", "./etc/keep", "./opq", "./opq/new"]
+    assert list(merged.iterdir()) == []   # the mount lived and died in the child
+
+
+def test_device_named_like_a_parent_cannot_be_written_through(
+        dest: Path, sentinel: Callable[[], None]) -> None:
+    tar = Layer().add("d", tarfile.CHRTYPE, major=1, minor=3).file("d/x", b"e").tar()
+    with pytest.raises(InvalidArgument, match="'d' is not a directory"):
+        run(tar, dest)
+    sentinel()
+
+
+def test_hardlink_to_a_host_file_by_absolute_name_is_refused(
+        dest: Path, sentinel: Callable[[], None]) -> None:
+    with pytest.raises(InvalidArgument, match="not in the layer"):
+        run(Layer().hardlink("shadow", "/etc/shadow").tar(), dest)
+    assert os.listdir(dest) == []
+    sentinel()
+
+
+# -- busybox round trip ------------------------------------------------------------------------
+
+def snapshot(root: Path) -> dict[str, tuple[object, ...]]:
+    """Everything tar carries about each path under ``root`` (hardlinks as groups)."""
+    out: dict[str, tuple[object, ...]] = {}
+    first: dict[tuple[int, int], str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames, *([""] if Path(dirpath) == root else [])]:
+            p = Path(dirpath) / name if name else root
+            st = p.lstat()
+            rel = str(p.relative_to(root))
+            what: tuple[object, ...] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode),
+                                        st.st_uid, st.st_gid)
+            if stat.S_ISREG(st.st_mode):
+                what += (st.st_size, int(st.st_mtime),
+                         hashlib.sha256(p.read_bytes()).hexdigest(),
+                         first.setdefault((st.st_dev, st.st_ino), rel))
+            elif stat.S_ISLNK(st.st_mode):
+                what += (os.readlink(p),)
+            elif stat.S_ISDIR(st.st_mode):
+                what += (int(st.st_mtime),)
+            else:
+                what += (st.st_rdev, int(st.st_mtime))
+            out[rel] = what
+    return out
+
+
+@pytest.mark.skipif(bool(probes.need_busybox_image()), reason=probes.need_busybox_image() or "")
+def test_busybox_rootfs_round_trip(tmp_path: Path, dest: Path) -> None:
+    rootfs = probes.BUSYBOX_IMAGE / "rootfs"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(rootfs, arcname=".")
+    raw = buf.getvalue()
+    result = unpack(io.BytesIO(gzip.compress(raw)), str(dest), OCI_GZIP)
+    assert result.diff_id == diff_id(raw)
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        assert result.size == sum(m.size for m in tar if m.isreg())
+    assert snapshot(dest) == snapshot(rootfs)
