@@ -44,8 +44,16 @@ class Writer:
         self.written = 0
         self._hash = hashlib.sha256()
         self.committed = False
-        fd, self.path = tempfile.mkstemp(dir=store.ingest_dir, prefix=hex_of(digest)[:12] + "-")
-        fcntl.flock(fd, fcntl.LOCK_EX)  # alive: clean() leaves this file alone
+        # Between creating the file and locking it, clean() must not look: it holds the
+        # directory's lock exclusively while it scans, a writer shares it for that moment.
+        dirlock = os.open(store.ingest_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(dirlock, fcntl.LOCK_SH)
+            fd, self.path = tempfile.mkstemp(dir=store.ingest_dir,
+                                             prefix=hex_of(digest)[:12] + "-")
+            fcntl.flock(fd, fcntl.LOCK_EX)  # alive: clean() leaves this file alone
+        finally:
+            os.close(dirlock)
         self._f: BinaryIO | None = os.fdopen(fd, "wb")
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
@@ -126,6 +134,7 @@ class ContentStore:
         self.root = root
         self.blobs_dir = os.path.join(root, "blobs", "sha256")
         self.ingest_dir = os.path.join(root, "ingest")
+        self.ingest_lock = os.path.join(self.ingest_dir, ".lock")
         try:
             os.makedirs(self.blobs_dir, exist_ok=True)
             os.makedirs(self.ingest_dir, mode=0o700, exist_ok=True)
@@ -134,8 +143,18 @@ class ContentStore:
 
     def clean(self) -> int:
         """Remove ingest files no live writer holds (what a crash left); how many."""
+        dirlock = os.open(self.ingest_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(dirlock, fcntl.LOCK_EX)
+            return self._clean()
+        finally:
+            os.close(dirlock)
+
+    def _clean(self) -> int:
         removed = 0
         for name in os.listdir(self.ingest_dir):
+            if name == ".lock":
+                continue
             path = os.path.join(self.ingest_dir, name)
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
