@@ -210,6 +210,18 @@ class Netlink:
             self._sock = ns.call_in_thread(netns, self._open)
         self._names: dict[int, str] = {}
 
+    @classmethod
+    def from_socket(cls, sock: socket.socket) -> Netlink:
+        """A Netlink over a socket made elsewhere (a test's recording double, or an rtnetlink
+        socket received from another process)."""
+        self = cls.__new__(cls)
+        self.netns = None
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._sock = sock
+        self._names = {}
+        return self
+
     @staticmethod
     def _open() -> socket.socket:
         try:
