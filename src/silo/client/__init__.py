@@ -33,6 +33,7 @@ from __future__ import annotations
 from silo.client._http import DEFAULT_HOST, Address, Response, decode, default_host, query
 from silo.client._http import quote as _q
 from silo.client._http import request as _request
+from silo.client._images import ImagesMixin
 from silo.errors import from_wire
 
 TYPE_CHECKING = False
@@ -79,11 +80,12 @@ class Stream:
         self.close()
 
 
-class Client:
+class Client(ImagesMixin):
     """silod's compute-service API. ``host``: ``unix:///PATH``, ``/PATH``, ``tcp://HOST:PORT``
     (default ``$SILO_HOST``, else ``unix:///run/silo/silod.sock``). ``timeout`` (seconds, None =
     wait forever) bounds each call that answers at once; waits and streams are never bounded
-    by it (their own ``timeout`` arguments go to silod)."""
+    by it (their own ``timeout`` arguments go to silod). The image methods (``images``,
+    ``pull``, ``inspect_image``, ...) are :mod:`silo.client._images`'s."""
 
     def __init__(self, host: str | None = None, timeout: float | None = None) -> None:
         self.host = host or default_host()

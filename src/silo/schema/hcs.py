@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 
 from silo.errors import NotSupported, invalid
-from silo.schema import jsonschema
+from silo.schema import image, jsonschema
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ CAPABILITY_PATTERN = "^((CAP_)?[A-Z_]+|ALL)$"
 STATES = ["Created", "Running", "Paused", "Stopped"]
 EXIT_TYPES = ["GracefulExit", "ForcedExit", "UnexpectedExit"]
 EVENT_TYPES = ["SystemCreated", "SystemStarted", "SystemPaused", "SystemResumed", "SystemExited",
-               "SystemDeleted", "ProcessCreated", "ProcessExited", "OutOfMemory"]
+               "SystemDeleted", "ProcessCreated", "ProcessExited", "OutOfMemory"] + image.EVENT_TYPES
 PROPERTY_TYPES = ["Statistics", "ProcessList", "Memory"]
 ERROR_CODES = ["invalid_argument", "not_found", "already_exists", "invalid_state",
                "not_supported", "unavailable", "timeout", "internal"]
@@ -145,7 +145,10 @@ SCHEMAS: dict[str, Schema] = {
                          **{"x-reason": "must be a host name (letters, digits, '-', '.')"}),
     }),
     "Storage": _obj({
-        "Image": _str("The image to run (today only the embedded 'busybox')", minLength=1),
+        "Image": _str("The image to run: a reference or an id in silod's image store",
+                      minLength=1),
+        "ScratchSizeInMB": _int(4, _MAX_MB, "Linux: cap the container's writable (scratch) "
+                                "layer at this many MiB; absent: no cap"),
         "Layers": {"type": "array", "items": _ref("Layer"), "readOnly": True,
                    "description": "Filled in by silod with what the image resolved to; "
                                   "refused in requests"},
@@ -293,6 +296,8 @@ SCHEMAS: dict[str, Schema] = {
         "Id": {"type": "string"},
     }, ["Code", "Message"], closed=False),
 }
+
+SCHEMAS.update(image.SCHEMAS)  # silod's image documents share the registry and the OpenAPI
 
 
 def openapi_components() -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from silo.errors import InvalidArgument, invalid
 from silo.schema import hcs
-from silo.service import openapi
+from silo.service import images_api, openapi
 from silo.service.http import Request, Response, Router, Stream
 from silo.service.interface import ComputeAPI
 from silo.service.openapi import Operation, Param
@@ -39,6 +39,7 @@ class Call:
     pid: int
     query: Mapping[str, Any]
     body: dict[str, Any]
+    ref: str = ""   # an image reference ({ref} of the image routes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,6 +244,7 @@ OPERATIONS: tuple[Operation, ...] = (
               tags=("system",)),
     Operation("GET", "/v1/openapi.json", "getOpenAPI", "This API's OpenAPI document",
               _openapi, response_schema={"type": "object"}, errors=(500,), tags=("system",)),
+    *images_api.OPERATIONS,
 )
 
 
@@ -266,7 +268,8 @@ def _serve(api: ComputeAPI, op: Operation, request: Request) -> Response | Strea
     body = _body(op, request)
     if system_id:
         system_id = api.resolve(system_id)  # an id, a name, or a unique id prefix
-    return op.call(api, Call(id=system_id, pid=pid, query=query, body=body))
+    return op.call(api, Call(id=system_id, pid=pid, query=query, body=body,
+                             ref=request.params.get("ref", "")))
 
 
 # ---------------------------------------------------------------------------------------------

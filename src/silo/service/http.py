@@ -189,12 +189,19 @@ class Router:
         self._routes.append((method.upper(), segments, handler))
 
     def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
-        """The handler and the path's parameters; NotFound or MethodNotAllowed."""
+        """The handler and the path's parameters; NotFound or MethodNotAllowed. A pattern with
+        more literal segments wins over one with placeholders (``/v1/images/pull`` is not the
+        image ``pull`` of ``/v1/images/{ref}``)."""
         segments = tuple(unquote(s, errors="strict") for s in _split(path))
-        allowed: list[str] = []
+        found: list[tuple[int, str, Handler, dict[str, str]]] = []
         for route_method, pattern, handler in self._routes:
             params = _match(pattern, segments)
-            if params is None:
+            if params is not None:
+                found.append((len(pattern) - len(params), route_method, handler, params))
+        best = max((literal for literal, _, _, _ in found), default=0)
+        allowed: list[str] = []
+        for literal, route_method, handler, params in found:
+            if literal != best:
                 continue
             if route_method == method:
                 return handler, params

@@ -34,7 +34,7 @@ JSON_LINES = "application/x-ndjson"
 ERROR_RESPONSES: dict[int, tuple[str, str]] = {
     400: ("InvalidArgument", "A parameter or the body is wrong; Field names it "
                              "(Code invalid_argument)"),
-    404: ("NotFound", "No such compute system or process (Code not_found)"),
+    404: ("NotFound", "No such compute system, process or image (Code not_found)"),
     409: ("Conflict", "It exists already, or its state forbids the verb "
                       "(Code already_exists, invalid_state)"),
     413: ("BodyTooLarge", "The body is larger than silod accepts (Code invalid_argument)"),
@@ -100,6 +100,10 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
     "id": {"name": "id", "in": "path", "required": True,
            "description": "The compute system's id",
            "schema": {"type": "string", "minLength": 1}},
+    "ref": {"name": "ref", "in": "path", "required": True,
+            "description": "An image: name[:tag], name@digest, id or unique id prefix "
+                           "(percent-encoded: '/' is %2F)",
+            "schema": {"type": "string", "minLength": 1}},
     "pid": {"name": "pid", "in": "path", "required": True,
             "description": "A process id (as the container's host sees it)",
             "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}},
