@@ -260,7 +260,7 @@ def sysctl_path(key: str) -> str:
     return "/proc/sys/" + "/".join(parts)
 
 
-def _write(file: str, key: str, value: str) -> None:
+def write_sysctl_file(file: str, key: str, value: str) -> None:
     try:
         with open(file, "w") as f:
             f.write(value)
@@ -273,7 +273,7 @@ def _write(file: str, key: str, value: str) -> None:
         raise Internal(f"write {key}: {err.strerror}", op="sysctl::set", obj=key) from err
 
 
-def _read(file: str, key: str) -> str:
+def read_sysctl_file(file: str, key: str) -> str:
     try:
         with open(file) as f:
             return f.read().strip()
@@ -293,12 +293,12 @@ def _check_net_key(key: str) -> str:
 def sysctl_in(path: str, key: str, value: str | int) -> None:
     """Write a ``net.*`` sysctl inside the namespace at ``path``."""
     file = _check_net_key(key)
-    call_in_thread(path, _write, file, key, str(value))
+    call_in_thread(path, write_sysctl_file, file, key, str(value))
 
 
 def sysctl_get_in(path: str, key: str) -> str:
     file = _check_net_key(key)
-    return call_in_thread(path, _read, file, key)
+    return call_in_thread(path, read_sysctl_file, file, key)
 
 
 __all__ = ["call_in_thread", "create", "delete",
