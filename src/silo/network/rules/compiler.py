@@ -267,6 +267,8 @@ def acl_groups(rules: list[AclRule]) -> list[tuple[str, list[AclRule]]]:
 
 def _acl_chain(ep: EndpointSpec, direction: str, rules: list[AclRule],
                part: Part) -> str:
+    # Only the families the endpoint has an address of: the chain is reached by no other.
+    families = [f for f, mine in ((4, ep.v4()), (6, ep.v6())) if mine]
     d = "in" if direction == "In" else "out"
     chain = f"acl_{ep.short}_{d}"
     drops = f"drop_{ep.short}_{d}"
@@ -275,7 +277,7 @@ def _acl_chain(ep: EndpointSpec, direction: str, rules: list[AclRule],
     for n, (action, group) in enumerate(acl_groups([r for r in rules
                                                  if r.direction == direction])):
         verdict = f'counter name "{drops}" drop' if action == "Block" else "return"
-        for family in (4, 6):
+        for family in families:
             ported: list[str] = []
             portless: list[str] = []
             for rule in group:
