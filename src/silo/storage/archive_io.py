@@ -129,8 +129,9 @@ class DirFiles:
         path = self._path(name)
         if path is None or self.size(name) is None:
             raise NotFound(f"{name} is missing from the layout", op=OP_LOAD, obj=self.where)
-        try:
-            return open(path, "rb")
+        try:  # the path was resolved above: a symlink swapped in since is not followed
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            return os.fdopen(fd, "rb")
         except OSError as e:
             raise Internal(f"cannot read {name}: {e.strerror}", op=OP_LOAD,
                            obj=self.where) from e

@@ -1,0 +1,301 @@
+"""silo.storage.archive against skopeo (the real tool) and the real ImageStore: what skopeo
+writes, silo loads to the same image; what silo saves, skopeo reads and copies with the same
+digests; load -> save -> load keeps the image id; a rootfs tarball imports to the same tree.
+
+The source image is an OCI layout written here by hand (three gzip layers, one deleting a file
+of an earlier one), so the digests it should keep are known without asking any tool.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import stat
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests import probes
+
+from silo.errors import InvalidArgument
+from silo.storage import archive, mediatypes
+from silo.storage import platform as platforms
+from silo.storage.images import Image, ImageStore
+
+SKIP = probes.need_all(probes.need_root(), probes.need_binary("skopeo"))
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(bool(SKIP), reason=SKIP or "")]
+BUSYBOX_SKIP = probes.need_busybox_image()
+
+NAME = "example.com/silo-archive-e2e/app:1"
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def skopeo(*args: str) -> str:
+    proc = subprocess.run(["skopeo", "--insecure-policy", *args], capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"skopeo {' '.join(args)}: {proc.stderr}"
+    return proc.stdout
+
+
+def tar_of(entries: list[tuple[str, bytes | str | None]]) -> bytes:
+    """bytes: a file; str: a symlink to it; None: a directory."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, content in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            if content is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif isinstance(content, str):
+                info.type, info.linkname = tarfile.SYMTYPE, content
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(content), 0o644
+                tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+@dataclass
+class Source:
+    layout: Path
+    config_digest: str
+    manifest_digest: str
+    layer_digests: list[str]
+    diff_ids: list[str]
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Source:
+    """An OCI layout of three gzip layers, its one image tagged ``v1``."""
+    layers = [
+        tar_of([("etc", None), ("etc/hostname", b"silo\n"), ("etc/old", b"gone later\n"),
+                ("bin", None), ("bin/sh", b"#!not really a shell\n")]),
+        tar_of([("etc", None), ("etc/.wh.old", b""), ("etc/new", b"added\n")]),
+        tar_of([("srv", None), ("srv/data", os.urandom(100_000)), ("srv/link", "data")]),
+    ]
+    layout = tmp_path / "src"
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> str:
+        (blobs / sha(data).split(":")[1]).write_bytes(data)
+        return sha(data)
+
+    descs = []
+    for plain in layers:
+        blob = gzip.compress(plain, mtime=0)
+        descs.append({"mediaType": mediatypes.OCI_LAYER_GZIP, "digest": put(blob),
+                      "size": len(blob)})
+    diff_ids = [sha(p) for p in layers]
+    config = json.dumps({"architecture": platforms.host().architecture, "os": "linux",
+                         "created": "2026-01-01T00:00:00Z", "config": {"Cmd": ["/bin/sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": mediatypes.OCI_MANIFEST,
+                           "config": {"mediaType": mediatypes.OCI_CONFIG, "digest": put(config),
+                                      "size": len(config)}, "layers": descs}).encode()
+    put(manifest)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": mediatypes.OCI_MANIFEST, "digest": sha(manifest), "size": len(manifest),
+         "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}))
+    return Source(layout, sha(config), sha(manifest), [d["digest"] for d in descs], diff_ids)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ImageStore:
+    return ImageStore(str(tmp_path / "store"))
+
+
+def layer_digests(img: Image) -> list[str]:
+    return [layer.blob.digest for layer in img.layers]
+
+
+def oci_dir_manifest(layout: Path) -> dict[str, Any]:
+    index = json.loads((layout / "index.json").read_text())
+    [entry] = index["manifests"]
+    data = (layout / "blobs" / "sha256" / entry["digest"].split(":")[1]).read_bytes()
+    assert sha(data) == entry["digest"]
+    return {"digest": entry["digest"], **json.loads(data)}
+
+
+def test_oci_archive_from_skopeo_loads_to_the_same_image(tmp_path: Path, source: Source,
+                                                         store: ImageStore) -> None:
+    arc = tmp_path / "app.oci.tar"
+    skopeo("copy", f"oci:{source.layout}:v1", f"oci-archive:{arc}:{NAME}")
+    [img] = archive.load(store, str(arc))
+    assert img.id == source.config_digest
+    assert img.digest == source.manifest_digest
+    assert layer_digests(img) == source.layer_digests
+    assert [layer.diff_id for layer in img.layers] == source.diff_ids
+    assert img.names == (NAME,)
+    assert store.get(NAME).id == img.id
+    top = store.layers.path(img.layers[-1].chain_id)
+    assert os.readlink(os.path.join(top, "srv/link")) == "data"
+
+
+def test_saved_oci_archive_is_read_and_copied_by_skopeo(tmp_path: Path, source: Source,
+                                                        store: ImageStore) -> None:
+    [img] = archive.load(store, str(source.layout), names=[NAME])
+    out = tmp_path / "saved.oci.tar"
+    archive.save(store, [NAME], str(out), format="oci-archive")
+    info = json.loads(skopeo("inspect", f"oci-archive:{out}"))
+    assert info["Digest"] == img.digest
+    assert info["Layers"] == source.layer_digests
+    raw = json.loads(skopeo("inspect", "--config", "--raw", f"oci-archive:{out}:{NAME}"))
+    assert raw["rootfs"]["diff_ids"] == source.diff_ids
+    copied = tmp_path / "copied"
+    skopeo("copy", f"oci-archive:{out}:{NAME}", f"oci:{copied}:x")
+    m = oci_dir_manifest(copied)
+    assert m["digest"] == img.digest
+    assert m["config"]["digest"] == img.id
+    assert [d["digest"] for d in m["layers"]] == source.layer_digests
+
+
+def test_docker_archive_from_skopeo_loads_and_what_silo_saves_skopeo_reads(
+        tmp_path: Path, source: Source, store: ImageStore) -> None:
+    arc = tmp_path / "app.docker.tar"
+    skopeo("copy", f"oci:{source.layout}:v1", f"docker-archive:{arc}:{NAME}")
+    [img] = archive.load(store, str(arc))
+    assert img.id == source.config_digest
+    assert img.names == (NAME,)
+    # skopeo writes the layers uncompressed: silo keeps them so, as plain tar layers
+    assert [layer.blob.media_type for layer in img.layers] == [mediatypes.OCI_LAYER] * 3
+    assert layer_digests(img) == source.diff_ids
+    out = tmp_path / "saved.docker.tar"
+    archive.save(store, [NAME], str(out), format="docker-archive")
+    info = json.loads(skopeo("inspect", f"docker-archive:{out}"))
+    assert info["Layers"] == source.diff_ids
+    raw = json.loads(skopeo("inspect", "--raw", f"docker-archive:{out}"))
+    assert raw["config"]["digest"] == img.id
+    copied = tmp_path / "copied"
+    skopeo("copy", f"docker-archive:{out}", f"oci:{copied}:x")  # converts the config to OCI
+    config = json.loads(skopeo("inspect", "--config", "--raw", f"oci:{copied}:x"))
+    assert config["rootfs"]["diff_ids"] == source.diff_ids
+
+
+def test_docker_archive_saved_from_gzip_layers_keeps_them_and_skopeo_reads_it(
+        tmp_path: Path, source: Source, store: ImageStore) -> None:
+    [img] = archive.load(store, str(source.layout), names=[NAME])
+    out = tmp_path / "saved.docker.tar"
+    archive.save(store, [NAME], str(out), format="docker-archive")
+    raw = json.loads(skopeo("inspect", "--raw", f"docker-archive:{out}"))
+    assert raw["config"]["digest"] == img.id
+    # skopeo reads the gzip layers and reports their uncompressed digests
+    assert json.loads(skopeo("inspect", f"docker-archive:{out}"))["Layers"] == source.diff_ids
+    copied = tmp_path / "copied"
+    skopeo("copy", f"docker-archive:{out}", f"oci:{copied}:x")
+    config = json.loads(skopeo("inspect", "--config", "--raw", f"oci:{copied}:x"))
+    assert config["rootfs"]["diff_ids"] == source.diff_ids
+    again = ImageStore(str(tmp_path / "again"))
+    [back] = archive.load(again, str(out))
+    assert back.id == img.id and layer_digests(back) == source.layer_digests
+    assert back.names == (NAME,)
+
+
+def test_oci_dir_both_ways(tmp_path: Path, source: Source, store: ImageStore) -> None:
+    [img] = archive.load(store, str(source.layout), names=[NAME])
+    assert img.digest == source.manifest_digest
+    out = tmp_path / "saved-dir"
+    archive.save(store, [img.id[:19], NAME], str(out), format="oci-dir")
+    info = json.loads(skopeo("inspect", f"oci:{out}:{NAME}"))
+    assert info["Digest"] == img.digest and info["Layers"] == source.layer_digests
+    copied = tmp_path / "copied"
+    skopeo("copy", f"oci:{out}:{NAME}", f"oci:{copied}:x")
+    assert oci_dir_manifest(copied)["digest"] == img.digest
+
+
+@pytest.mark.parametrize("fmt", archive.FORMATS)
+def test_load_save_load_keeps_the_image_id(tmp_path: Path, source: Source, store: ImageStore,
+                                           fmt: str) -> None:
+    [img] = archive.load(store, str(source.layout), names=[NAME])
+    out = tmp_path / f"out.{fmt}"
+    archive.save(store, [NAME], str(out), format=fmt)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    again = ImageStore(str(tmp_path / "again"))
+    [back] = archive.load(again, str(out))
+    assert (back.id, back.names, layer_digests(back)) == (img.id, img.names,
+                                                          layer_digests(img))
+
+
+def tree(root: str) -> dict[str, tuple[Any, ...]]:
+    """Every entry under root: type, permission bits, owner, and content or link target."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            rel = os.path.relpath(path, root)
+            if stat.S_ISLNK(st.st_mode):
+                what: Any = os.readlink(path)
+            elif stat.S_ISREG(st.st_mode):
+                with open(path, "rb") as f:
+                    what = hashlib.sha256(f.read()).hexdigest()
+            else:
+                what = None
+            out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid,
+                        st.st_gid, what)
+    return out
+
+
+@pytest.mark.skipif(bool(BUSYBOX_SKIP), reason=BUSYBOX_SKIP or "")
+def test_import_rootfs_of_busybox_unpacks_to_the_same_tree(tmp_path: Path,
+                                                           store: ImageStore) -> None:
+    rootfs = probes.BUSYBOX_IMAGE / "rootfs"
+    tarball = tmp_path / "busybox.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for child in sorted(rootfs.iterdir()):
+            tar.add(child, arcname=child.name)
+    img = archive.import_rootfs(store, str(tarball), "silo-archive-e2e/busybox:imported",
+                                config_changes={"Cmd": ["sh"], "WorkingDir": "/root"})
+    assert img.names == ("docker.io/silo-archive-e2e/busybox:imported",)
+    assert img.config["config"] == {"Cmd": ["sh"], "WorkingDir": "/root"}
+    [layer] = img.layers
+    assert layer.blob.media_type == mediatypes.OCI_LAYER_GZIP
+    assert layer.blob.digest == sha(tarball.read_bytes())
+    assert tree(store.layers.path(layer.chain_id)) == tree(str(rootfs))
+    out = tmp_path / "imported.tar"
+    archive.save(store, [img.names[0]], str(out))
+    info = json.loads(skopeo("inspect", f"oci-archive:{out}"))
+    assert info["Layers"] == [layer.blob.digest]
+    assert info["Architecture"] == platforms.host().architecture
+
+
+def test_a_corrupt_layer_adds_nothing_to_the_real_store(tmp_path: Path, source: Source,
+                                                        store: ImageStore) -> None:
+    """A layer whose gzip stream is cut short, with a digest and size that match the cut
+    blob: only unpacking finds it. The error names the blob; the store holds no image, no
+    name and no temporaries."""
+    blobs = source.layout / "blobs" / "sha256"
+    manifest_path = blobs / source.manifest_digest.split(":")[1]
+    manifest = json.loads(manifest_path.read_bytes())
+    old = blobs / source.layer_digests[2].split(":")[1]
+    cut = old.read_bytes()[:-300]
+    (blobs / sha(cut).split(":")[1]).write_bytes(cut)
+    manifest["layers"][2].update(digest=sha(cut), size=len(cut))
+    new_manifest = json.dumps(manifest).encode()
+    (blobs / sha(new_manifest).split(":")[1]).write_bytes(new_manifest)
+    (source.layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": mediatypes.OCI_MANIFEST, "digest": sha(new_manifest),
+         "size": len(new_manifest), "annotations": {"org.opencontainers.image.ref.name": NAME}}
+    ]}))
+    arc = tmp_path / "bad.tar"
+    skopeo("copy", f"oci:{source.layout}:{NAME}", f"oci-archive:{arc}")
+    with pytest.raises(InvalidArgument, match=rf"index\.json manifests\[0\].*{sha(cut)}"):
+        archive.load(store, str(arc))
+    assert store.list() == []
+    root = tmp_path / "store"
+    assert [n for n in os.listdir(root / "ingest") if n != ".lock"] == []
+    assert [n for n in os.listdir(root / "layers") if n.startswith(".")] == []
+    # the layers that did unpack are kept for a retry, and nothing holds them: gc takes them
+    store.gc()
+    assert os.listdir(root / "blobs" / "sha256") == []
