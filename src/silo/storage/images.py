@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO, cast
 
 from silo.errors import (
+    AlreadyExists,
     InvalidArgument,
     InvalidState,
     NotFound,
@@ -40,7 +41,7 @@ from silo.errors import (
     Unavailable,
     invalid,
 )
-from silo.storage import mediatypes, reference
+from silo.storage import mediatypes, reference, rootfs
 from silo.storage.content import ContentStore, Writer, internal
 from silo.storage.descriptor import Descriptor, parse_manifest, sha256, validate_digest
 from silo.storage.layers import LayerStore, Unpacker, chain_ids, flocked
@@ -49,6 +50,7 @@ from silo.storage.source import BlobSource, Progress
 
 MAX_CONFIG = 64 << 20
 _HEXPREFIX = re.compile(r"[0-9a-f]{4,64}")
+_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
     id TEXT PRIMARY KEY, digest TEXT NOT NULL, media_type TEXT NOT NULL,
@@ -312,7 +314,7 @@ class ImageStore:
             layers = [{"diff_id": d, "chain_id": c, "blob": desc.to_dict()}
                       for d, c, desc in zip(diff_ids, chains, m.layers, strict=True)]
             created = config.get("created")
-            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            now = _now()
             with self._tx() as db:
                 db.execute(
                     "INSERT INTO images (id, digest, media_type, config, layers, size, created,"
@@ -505,6 +507,59 @@ class ImageStore:
                 db.execute("DELETE FROM images WHERE id = ?", (i,))
         return PruneResult(ids, self.gc())
 
+    # -- container root filesystems
+    def _container_dir(self, container_id: str) -> str:
+        if not isinstance(container_id, str) or not _CONTAINER_ID.fullmatch(container_id):
+            raise invalid("container_id", f"{container_id!r} must be 1-128 of [A-Za-z0-9_.-]"
+                                          f", starting with a letter or digit")
+        return os.path.join(self.root, "containers", container_id)
+
+    def create_rootfs(self, container_id: str, ref: str, *, size: int | None = None) -> str:
+        """Mount the image's layers (top first, as the compute system's ``Storage.Layers``)
+        under a fresh scratch, capped at ``size`` bytes when given; returns the merged dir.
+        Records that the container uses the image (which ``remove`` then refuses)."""
+        cdir = self._container_dir(container_id)
+        size = rootfs.check_size(size)
+        with flocked(self._gc_lock, shared=True):
+            with self._tx() as db:
+                image_id, _ = self._resolve(db, ref)
+                if db.execute("SELECT 1 FROM containers WHERE id = ?",
+                              (container_id,)).fetchone() or os.path.lexists(cdir):
+                    raise AlreadyExists(f"container {container_id!r} has a root filesystem "
+                                        f"already", op="images::create_rootfs",
+                                        obj=container_id)
+                db.execute("INSERT INTO containers (id, image_id, size, created) "
+                           "VALUES (?, ?, ?, ?)", (container_id, image_id, size, _now()))
+                img = self._load(db, image_id)
+            try:
+                top_first = [layer.chain_id for layer in reversed(img.layers)]
+                for chain in top_first:
+                    if not self.layers.has(chain):
+                        raise NotFound(f"layer {chain} of image {img.id} is missing from the "
+                                       f"store", op="images::create_rootfs", obj=chain)
+                short = [self.layers.ensure_link(c) for c in top_first]
+                return rootfs.create(cdir, [self.layers.path(c) for c in top_first],
+                                     size=size, short=short)
+            except BaseException:
+                with self._tx() as db:
+                    db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
+                raise
+
+    def remove_rootfs(self, container_id: str) -> None:
+        """Unmount, free the loop device, remove the dir, forget the use. Idempotent."""
+        cdir = self._container_dir(container_id)
+        rootfs.destroy(cdir)
+        with self._tx() as db:
+            db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
+
+    def rootfs_ids(self) -> builtins.list[str]:
+        with self._db() as db:
+            return [r[0] for r in db.execute("SELECT id FROM containers ORDER BY id")]
+
+    def rootfs_path(self, container_id: str) -> str:
+        """Where :meth:`create_rootfs` mounts (or mounted) the container's root."""
+        return os.path.join(self._container_dir(container_id), "merged")
+
     def gc(self) -> int:
         """Remove blobs and layers no image references; the bytes freed."""
         freed = 0
@@ -525,6 +580,10 @@ class ImageStore:
                     freed += self.content.delete(digest)
             self.layers.remove_dangling_links()
         return freed
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _parse_config(data: bytes, nlayers: int) -> tuple[dict[str, Any], list[str], Platform]:
