@@ -254,3 +254,19 @@ def test_errors_name_the_thing_and_change_nothing(netns_path: str) -> None:
         nl.delete_link("br0")
         assert [x.name for x in nl.links()] == before
         assert nl.addresses() == [a for a in nl.addresses() if a.ifname == "lo"]
+
+
+def test_delete_group_removes_only_that_group(netns_factory: Callable[[], str]) -> None:
+    a, b = netns_factory(), netns_factory()
+    with Netlink(a) as na, Netlink(b) as nb:
+        na.add_bridge("keep0")
+        for i in range(5):
+            na.add_veth(f"g{i}", f"e{i}", peer_netns=b)
+            na.set_link(f"g{i}", group=77)
+        assert {x.name: x.group for x in na.links()}["g3"] == 77
+        na.delete_group(77)
+        assert sorted(x.name for x in na.links()) == ["keep0", "lo"]
+        assert [x.name for x in nb.links()] == ["lo"]  # the peers went too
+        with pytest.raises(InvalidArgument):
+            na.delete_group(0)
+        assert na.link("keep0") is not None
