@@ -13,9 +13,12 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
 import tarfile
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -299,3 +302,45 @@ def test_a_corrupt_layer_adds_nothing_to_the_real_store(tmp_path: Path, source: 
     # the layers that did unpack are kept for a retry, and nothing holds them: gc takes them
     store.gc()
     assert os.listdir(root / "blobs" / "sha256") == []
+
+
+PODMAN_SKIP = probes.need_binary("podman")
+
+
+@pytest.fixture
+def podman_dir() -> Iterator[Path]:
+    """podman's root and runroot (which must be under 50 characters: not in tmp_path)."""
+    top = Path(tempfile.mkdtemp(prefix="silo-arc-"))
+    try:
+        yield top
+    finally:
+        shutil.rmtree(top)
+
+
+@pytest.mark.skipif(bool(PODMAN_SKIP), reason=PODMAN_SKIP or "")
+@pytest.mark.parametrize("fmt", ["docker-archive", "oci-archive"])
+def test_podman_loads_what_silo_saves_and_silo_loads_what_podman_saves(
+        tmp_path: Path, source: Source, store: ImageStore, podman_dir: Path, fmt: str) -> None:
+    """podman on its own storage (vfs: plain directories, no mounts)."""
+    base = ["podman", "--root", str(podman_dir / "root"), "--runroot", str(podman_dir / "run"),
+            "--storage-driver", "vfs", "--events-backend", "none"]
+
+    def podman(*args: str) -> str:
+        proc = subprocess.run([*base, *args], capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, f"podman {' '.join(args)}: {proc.stderr}"
+        return proc.stdout
+
+    [img] = archive.load(store, str(source.layout), names=[NAME])
+    out = tmp_path / "silo.tar"
+    archive.save(store, [NAME], str(out), format=fmt)
+    podman("load", "-i", str(out))
+    assert podman("image", "inspect", NAME, "--format", "{{.Id}}").strip() == \
+        img.id.split(":")[1]
+    back = tmp_path / "podman.tar"
+    podman("save", "--format", fmt, "-o", str(back), NAME)
+    again = ImageStore(str(tmp_path / "again"))
+    [loaded] = archive.load(again, str(back))
+    assert loaded.id == img.id
+    assert loaded.names == (NAME,)
+    assert [layer.diff_id for layer in loaded.layers] == source.diff_ids

@@ -697,3 +697,35 @@ def test_errors_are_silo_errors_with_op(tmp_path: Path, store: FakeStore) -> Non
     with pytest.raises(SiloError) as e:
         archive.load(store, str(junk))
     assert e.value.op == "storage::load"
+
+
+def test_a_docker_25_save_is_read_as_its_oci_layout(tmp_path: Path, store: FakeStore) -> None:
+    """docker save since 25 writes an OCI layout and a manifest.json side by side; the layout
+    keeps the manifest as pushed, and containerd's annotation carries the full name (the
+    OCI ref.name there is only the tag)."""
+    b = build(2, compress=False)
+    index = json.dumps({"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": [
+        {"mediaType": mediatypes.OCI_MANIFEST, "digest": b.digest, "size": len(b.manifest),
+         "annotations": {"io.containerd.image.name": "docker.io/library/app:1",
+                         "org.opencontainers.image.ref.name": "1"}}]}).encode()
+    members = layout_members((b, None), index=index)
+    docker, _ = docker_members(b, ["app:1"], legacy=False)
+    path = write_tar(tmp_path / "d25.tar", members | {"manifest.json": docker["manifest.json"]})
+    assert archive.detect(str(path)) == "oci-archive"
+    [img] = archive.load(store, str(path))
+    assert (img.id, img.digest, img.names) == (b.id, b.digest, ("docker.io/library/app:1",))
+
+
+def test_a_gzipped_docker_archive(tmp_path: Path, store: FakeStore) -> None:
+    b = build(1, compress=False)
+    members, links = docker_members(b, ["app:1"])
+    path = write_tar(tmp_path / "d.tar.gz", members, links=links, gz=True)
+    assert archive.detect(str(path)) == "docker-archive"
+    [img] = archive.load(store, str(path))
+    assert img.id == b.id
+
+
+def test_an_index_of_no_image(tmp_path: Path, store: FakeStore) -> None:
+    members = layout_members(index=b'{"schemaVersion": 2, "manifests": []}')
+    with pytest.raises(InvalidArgument, match=r"index\.json: names no image"):
+        archive.load(store, str(write_tar(tmp_path / "x.tar", members)))
