@@ -262,3 +262,19 @@ def test_remove_while_busy_still_cleans_up(env: Env) -> None:
         assert mounts_below(env.root) == [] and env.containers() == []
     finally:
         os.close(fd)
+
+
+@requires
+def test_busybox_from_the_store_runs(env: Env, tmp_path: Path) -> None:
+    from silo.storage import busybox
+
+    if not os.path.exists(busybox.BUSYBOX):
+        pytest.skip(probes.need_binary("busybox") or f"{busybox.BUSYBOX} is missing")
+    busybox.build(str(tmp_path / "bb"))
+    busybox.import_into(env.root, str(tmp_path / "bb"))
+    merged = env.store.create_rootfs("silo-st-bb", "busybox")
+    r = subprocess.run(["chroot", merged, "/bin/sh", "-c", "echo hi > /tmp/x; cat /tmp/x"],
+                       capture_output=True, text=True, check=False)
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+    env.store.remove_rootfs("silo-st-bb")
+    assert env.leaks() == [] and env.containers() == []
