@@ -10,6 +10,7 @@ from pathlib import Path
 
 import peers
 import pytest
+from conftest_registry import registry_auth, registry_plain, registry_tls  # noqa: F401
 from silod_host import Silod, missing
 
 

@@ -206,8 +206,11 @@ class Registry:
 
     def raw_manifest(self, repo_ref: str) -> bytes:
         """What the registry serves for ``repo:tag`` or ``repo@digest``, read by skopeo."""
-        out = subprocess.run(["skopeo", "inspect", "--raw", *self.skopeo_flags("src"),
-                              self.url(repo_ref)], capture_output=True, timeout=60, check=True,
+        flags = ["--tls-verify=false"]  # inspect has no --src- prefix
+        if self.credentials:
+            flags.append(f"--creds={self.credentials[0]}:{self.credentials[1]}")
+        out = subprocess.run(["skopeo", "inspect", "--raw", *flags, self.url(repo_ref)],
+                             capture_output=True, timeout=60, check=True,
                              stdin=subprocess.DEVNULL)
         return out.stdout
 
@@ -317,16 +320,21 @@ def small_layers(seed: str, count: int = 3, files: int = 3,
 
 class CuttingProxy:
     """A loopback TCP proxy to ``127.0.0.1:<port>``: the first ``cuts`` connections that carry
-    more than ``after`` bytes from the registry are cut there (both ends closed).
+    more than ``after`` bytes from the registry are cut there (both ends closed), or, with
+    ``stall=True``, hang there until the proxy is closed.
 
-    ``host`` is ``127.0.0.1:<proxy port>``; connections after the cuts pass untouched.
+    ``host`` is ``127.0.0.1:<proxy port>``; connections after the cuts pass untouched;
+    ``cut`` counts the connections cut (or stalled) so far.
     """
 
-    def __init__(self, target_port: int, *, after: int, cuts: int = 1) -> None:
+    def __init__(self, target_port: int, *, after: int, cuts: int = 1,
+                 stall: bool = False) -> None:
         self.target_port = target_port
         self.after = after
         self.cuts_left = cuts
+        self.stall = stall
         self.cut = 0
+        self._closed = threading.Event()
         self._lock = threading.Lock()
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -350,6 +358,7 @@ class CuttingProxy:
 
     def close(self) -> None:
         self._stop = True
+        self._closed.set()
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
@@ -397,12 +406,16 @@ class CuttingProxy:
                     break
                 if cutting and sent + len(data) > self.after:
                     with self._lock:
-                        if self.cuts_left > 0:
+                        cutting = self.cuts_left > 0
+                        if cutting:
                             self.cuts_left -= 1
+                    if cutting:
+                        client.sendall(data[: self.after - sent])
+                        with self._lock:
                             self.cut += 1
-                            client.sendall(data[: self.after - sent])
-                            break
-                        cutting = False
+                        if self.stall:
+                            self._closed.wait()
+                        break
                 client.sendall(data)
                 sent += len(data)
         except OSError:
