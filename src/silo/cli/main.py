@@ -23,6 +23,9 @@ VERBS = {
     "stats": "stats", "top": "top", "pause": "pause", "unpause": "unpause",
     "update": "update", "wait": "wait", "events": "events", "system": "system",
     "info": "system", "version": "version",
+    "images": "images", "image": "image", "pull": "pull", "push": "push", "rmi": "rmi",
+    "tag": "tag", "save": "save", "load": "load", "import": "import_",
+    "network": "network", "endpoint": "endpoint",
 }
 # Verbs whose every failure is silo's own (docker run/create exit 125 when refused).
 EXIT_125_VERBS = ("run", "create")
@@ -57,6 +60,17 @@ Commands:
   wait      Wait for containers to stop; print their exit codes
   events    Show silod's events as they happen
   system    silod's host (system info)
+  images    List images
+  image     Manage images (ls, inspect, rm, prune, tag, pull, push, save, load, import)
+  pull      Pull an image from a registry
+  push      Push an image to a registry
+  rmi       Remove images
+  tag       Give an image another name
+  save      Save images to an archive
+  load      Load images from an archive
+  import    Import a root filesystem tarball as an image
+  network   Manage networks (create, ls, inspect, rm, rules)
+  endpoint  Show network endpoints and their counters (ls, inspect, stats)
   version   Show silo's and silod's versions
 
 Options:

@@ -9,6 +9,7 @@
     -e, -w, -u, -i, -t  Container.Linux.Process (Environment, WorkingDirectory, User,
                         CreateStdInPipe, EmulateConsole)
     IMAGE [CMD...]      Storage.Image; CommandArgs = CMD ([]: the image's Entrypoint and Cmd)
+    --storage-opt size=64m  Container.Storage.ScratchSizeInMB = 64 (the writable layer's cap)
     --entrypoint E      CommandArgs = [E, *CMD]
     --isolation         process (the only one today); hyperv is refused
 """
@@ -40,6 +41,7 @@ CREATE_FLAGS = [
     Flag("entrypoint", STR, help="the executable to run instead of the image's"),
     Flag("isolation", STR, default="process", help="process (hyperv: not there yet)"),
     Flag("publish", MULTI, "p", help="publish a port (needs the network service)"),
+    Flag("storage-opt", MULTI, help="size=64m: cap the container's writable layer"),
     HELP,
 ]
 
@@ -117,6 +119,19 @@ def mapped_directories(entries: list[str]) -> list[dict[str, Any]]:
     return mapped
 
 
+def storage_options(entries: list[str]) -> dict[str, Any]:
+    """``--storage-opt size=64m`` → ``{"ScratchSizeInMB": 64}`` (rounded up to whole MiB)."""
+    storage: dict[str, Any] = {}
+    for entry in entries:
+        key, eq, value = entry.partition("=")
+        if key.strip().lower() != "size" or not eq:
+            raise UsageError(f"--storage-opt {entry!r}: the one option is size=SIZE (64m, 1g)",
+                             field="--storage-opt")
+        size = parse_bytes("--storage-opt size", value)
+        storage["ScratchSizeInMB"] = -(-size // (1 << 20))
+    return storage
+
+
 def console_size() -> list[int] | None:
     for fd in (0, 1):
         try:
@@ -182,7 +197,7 @@ def build(values: dict[str, Any], image: str, command: list[str],
     container: dict[str, Any] = {}
     if values["hostname"]:
         container["GuestOs"] = {"HostName": values["hostname"]}
-    container["Storage"] = {"Image": image}
+    container["Storage"] = {"Image": image, **storage_options(values["storage_opt"])}
     mapped = mapped_directories(values["volume"])
     if mapped:
         container["MappedDirectories"] = mapped
