@@ -68,9 +68,6 @@ class _Source:
         self._files, self._found = files, found
 
     def open_blob(self, desc: Descriptor) -> BinaryIO:
-        data = self._found.memory.get(desc.digest)
-        if data is not None:
-            return io.BytesIO(data)
         member = self._found.members.get(desc.digest)
         if member is None:
             raise invalid(self._found.where, f"names blob {desc.digest}, which the archive "

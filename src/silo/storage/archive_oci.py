@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from silo.errors import InvalidArgument, NotSupported, SiloError, invalid
@@ -43,7 +43,6 @@ class Found:
     media_type: str
     names: list[str]
     members: dict[str, str]     # blob digest -> member holding it
-    memory: dict[str, bytes] = field(default_factory=dict)  # blobs made up, not in the archive
 
 
 def blob_member(digest: str) -> str:
