@@ -5,13 +5,14 @@ namespace never changed."""
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections.abc import Callable
 
 import pytest
 
 from silo.errors import AlreadyExists, InvalidArgument, NotFound
-from silo.kernel import netns
+from silo.kernel import libc, netns
 from silo.kernel.netlink import Netlink
 from tests.kernel.netfixtures import RUN_DIR, requires_netns
 
@@ -112,3 +113,53 @@ def test_many_namespaces_leave_nothing(netns_factory: Callable[[], str],
         netns.delete(p)
     assert [n for n in os.listdir(RUN_DIR) if n.startswith(net_prefix)] == []
     assert not any(mounted(p) for p in paths)
+
+
+def test_a_fifo_is_never_opened(net_prefix: str) -> None:
+    fifo = os.path.join(RUN_DIR, f"{net_prefix}-fifo")
+    os.makedirs(RUN_DIR, exist_ok=True)
+    os.mkfifo(fifo)
+    try:
+        assert not netns.exists(fifo)  # would block forever if it opened the FIFO
+        with pytest.raises(NotFound):
+            netns.open_fd(fifo)
+    finally:
+        os.unlink(fifo)
+
+
+def test_shared_dir_propagates_delete_to_copied_mount_namespaces(net_prefix: str) -> None:
+    """A mount namespace copied after the netns was made (a process that unshared) loses the
+    netns mount when it is deleted, so it cannot pin the namespace."""
+    d = tempfile.mkdtemp(prefix=f"silo-{net_prefix}-")
+    try:
+        netns.ensure_shared_dir(d)
+        netns.ensure_shared_dir(d)  # idempotent: one mount, not two
+        with open("/proc/self/mountinfo") as f:
+            assert len([m for m in f if f" {d} " in m and "shared:" in m]) == 1
+        path = os.path.join(d, "ns")
+        netns.create(path)
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: its own copy of the mount table
+            code = 1
+            try:
+                libc.unshare(libc.CLONE_NEWNS)
+                os.write(from_child_w, b"1" if mounted(path) else b"0")
+                os.read(to_child_r, 1)  # the parent deleted it
+                code = 0 if not mounted(path) else 3
+            finally:
+                os._exit(code)
+        try:
+            assert os.read(from_child_r, 1) == b"1"
+            netns.delete(path)
+            os.write(to_child_w, b"x")
+        finally:
+            _, status = os.waitpid(pid, 0)
+            for fd in (to_child_r, to_child_w, from_child_r, from_child_w):
+                os.close(fd)
+        assert os.waitstatus_to_exitcode(status) == 0, "the copy kept the netns mount"
+    finally:
+        while netns.is_mount_point(d):
+            libc.umount2(d, netns.MNT_DETACH)
+        os.rmdir(d)

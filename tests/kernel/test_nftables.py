@@ -89,6 +89,11 @@ def test_errors(nft: Nft) -> None:
                   "create element inet t ep { 10.0.0.2 : jump ep1 }\n")
     with pytest.raises(InvalidArgument):
         nft.apply("add table inet t\x00x")
+    for bad in ("ruleset\nflush ruleset", "table inet t; flush ruleset", ""):
+        with pytest.raises(InvalidArgument) as e:
+            nft.list_json(bad)
+        assert e.value.field == "what"
+    assert nft.table_exists("inet", "t")
 
 
 def test_namespaced_context_never_touches_the_host(nft: Nft, net_prefix: str) -> None:

@@ -152,6 +152,20 @@ def test_dump_across_datagrams_skips_stale_answers() -> None:
     assert hdr[1] == r.RTM_GETLINK and hdr[2] & r.NLM_F_DUMP == r.NLM_F_DUMP
 
 
+def test_an_interrupted_dump_is_read_again() -> None:
+    def link(i: int) -> bytes:
+        return r.IFINFOMSG.pack(0, 0, i, 0, 0) + r.attr_str(r.IFLA_IFNAME, f"e{i}")
+
+    multi_intr = r.NLM_F_MULTI | r.NLM_F_DUMP_INTR
+    nl, sock = nl_with([[(r.RTM_NEWLINK, multi_intr, link(1))], [(r.NLMSG_DONE, multi_intr,
+                                                                   b"\0\0\0\0")]],
+                       [[(r.RTM_NEWLINK, r.NLM_F_MULTI, link(1)),
+                         (r.RTM_NEWLINK, r.NLM_F_MULTI, link(2)),
+                         (r.NLMSG_DONE, r.NLM_F_MULTI, b"\0\0\0\0")]])
+    assert [x.name for x in nl.links()] == ["e1", "e2"]
+    assert len(sock.sent) == 2
+
+
 def test_kernel_error_carries_the_extended_ack() -> None:
     nl, _ = nl_with([[ack(errno.EEXIST, "A link with that name exists")]])
     with pytest.raises(AlreadyExists) as e:

@@ -258,7 +258,17 @@ class Netlink:
                 obj: str) -> list[tuple[int, bytes]]:
         """Send one request; return the (type, body) of each reply message (a dump's entries,
         or an answer to a GET); raise the translated error on NLMSG_ERROR. Other kernel
-        modules (tc) speak rtnetlink through this."""
+        modules (tc) speak rtnetlink through this. A dump the kernel marks as interrupted
+        (the table changed while it was read) is read again."""
+        for _ in range(5):
+            out, interrupted = self._exchange(kind, flags, body, op=op, obj=obj)
+            if not interrupted:
+                break
+        return out
+
+    def _exchange(self, kind: int, flags: int, body: bytes, *, op: str,
+                  obj: str) -> tuple[list[tuple[int, bytes]], bool]:
+        interrupted = False
         with self._lock:
             self._seq = (self._seq + 1) & 0x7FFFFFFF or 1
             seq = self._seq
@@ -277,16 +287,17 @@ class Netlink:
                 for mkind, mflags, mseq, mbody in r.split_messages(buf):
                     if mseq != seq:
                         continue  # a late answer to an earlier, abandoned request
+                    interrupted |= bool(mflags & r.NLM_F_DUMP_INTR)
                     if mkind == r.NLMSG_ERROR:
                         code, text = r.parse_error(mbody, mflags)
                         if code:
                             raise translate(code, op, obj, text) from OSError(code, text)
-                        return out
+                        return out, interrupted
                     if mkind == r.NLMSG_DONE:
-                        return out
+                        return out, interrupted
                     out.append((mkind, mbody))
                     if not dump and not mflags & r.NLM_F_MULTI and not flags & r.NLM_F_ACK:
-                        return out
+                        return out, interrupted
 
     def _do(self, kind: int, body: bytes, *, op: str, obj: str, create: bool = False,
             replace: bool = False, append: bool = False) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import re
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -27,6 +28,7 @@ T = TypeVar("T")
 
 CLONE_NEWNET = libc.CLONE_NEWNET
 MNT_DETACH = 2
+MS_SHARED = 1 << 20
 
 
 def _nsfs_dev() -> int:
@@ -43,13 +45,24 @@ def _check_path(path: str, op: str) -> None:
 def exists(path: str) -> bool:
     """Whether ``path`` holds a network namespace (an nsfs file of type net)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open_nsfs(path)
     except OSError:
         return False
+    if fd < 0:
+        return False
     try:
-        return os.fstat(fd).st_dev == _nsfs_dev() and _is_netns_fd(fd)
+        return _is_netns_fd(fd)
     finally:
         os.close(fd)
+
+
+def _open_nsfs(path: str) -> int:
+    """An fd of ``path`` if it is an nsfs file, else -1. Checked with stat before opening, so
+    a path a client names that is a FIFO or a device is never opened (that could block or
+    have effects)."""
+    if os.stat(path).st_dev != _nsfs_dev():
+        return -1
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
 
 
 def _is_netns_fd(fd: int) -> bool:
@@ -67,12 +80,14 @@ def open_fd(path: str) -> int:
     op = "netns::open"
     _check_path(path, op)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open_nsfs(path)
     except FileNotFoundError as err:
         raise NotFound(f"no network namespace at {path}", op=op, obj=path) from err
     except OSError as err:
         raise Internal(f"open {path}: {err.strerror}", op=op, obj=path) from err
-    if os.fstat(fd).st_dev != _nsfs_dev() or not _is_netns_fd(fd):
+    if fd < 0:
+        raise NotFound(f"{path} is not a network namespace", op=op, obj=path)
+    if not _is_netns_fd(fd):
         os.close(fd)
         raise NotFound(f"{path} is not a network namespace", op=op, obj=path)
     return fd
@@ -115,6 +130,38 @@ def create(path: str) -> None:
         raise
 
 
+def is_mount_point(path: str) -> bool:
+    """Whether ``path`` is a mount point in this mount namespace (from mountinfo: a bind mount
+    of a directory onto itself has the same device as its parent, which os.path.ismount
+    misses)."""
+    real = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split(" ", 5)[4]
+            if "\\" in point:  # mountinfo writes space, tab, newline, backslash as \ooo
+                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), point)
+            if point == real:
+                return True
+    return False
+
+
+def ensure_shared_dir(directory: str) -> None:
+    """Make ``directory`` a mount point with shared propagation (as ``ip netns`` does for
+    /run/netns), so that a namespace file unmounted here is unmounted too in every mount
+    namespace copied from this one since; otherwise such a copy would keep the namespace
+    alive after :func:`delete`. Idempotent."""
+    op = "netns::ensure_shared_dir"
+    _check_path(directory, op)
+    try:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        if not is_mount_point(directory):
+            libc.mount(directory, directory, None, libc.MS_BIND)
+        libc.mount(None, directory, None, MS_SHARED)
+    except OSError as err:
+        raise Internal(f"make {directory} a shared mount: {err.strerror}", op=op,
+                       obj=directory) from err
+
+
 def _remove(path: str) -> None:
     try:
         libc.umount2(path, MNT_DETACH)
@@ -145,7 +192,7 @@ def ensure_deleted(path: str) -> None:
     _check_path(path, "netns::delete")
     if exists(path):
         delete(path)
-    elif os.path.isfile(path) and not os.path.ismount(path):
+    elif os.path.isfile(path) and not is_mount_point(path):
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -301,6 +348,6 @@ def sysctl_get_in(path: str, key: str) -> str:
     return call_in_thread(path, read_sysctl_file, file, key)
 
 
-__all__ = ["call_in_thread", "create", "delete",
-           "ensure_deleted", "exists", "open_fd", "run_in", "sysctl_get_in", "sysctl_in",
-           "sysctl_path"]
+__all__ = ["call_in_thread", "create", "delete", "ensure_deleted", "ensure_shared_dir", "exists",
+           "is_mount_point", "open_fd", "read_sysctl_file", "run_in", "sysctl_get_in",
+           "sysctl_in", "sysctl_path", "write_sysctl_file"]

@@ -268,7 +268,10 @@ class Nft:
         return self._run(cmd, "nft::run")
 
     def list_json(self, what: str = "ruleset") -> dict[str, Any]:
-        """``list <what>`` as nft's JSON document (``{"nftables": [...]}``)."""
+        """``list <what>`` as nft's JSON document (``{"nftables": [...]}``); ``what`` is one
+        object (``ruleset``, ``table inet silo``, ``map inet silo ep``)."""
+        if not isinstance(what, str) or not what.strip() or any(c in what for c in "\n\r;{}#"):
+            raise invalid("what", f"must name one nft object, got {what!r}", op="nft::list")
         out = self._run(f"list {what}", "nft::list", json_out=True)
         try:
             doc: dict[str, Any] = json.loads(out) if out.strip() else {"nftables": []}
