@@ -482,7 +482,7 @@ class ImageStore:
             db.execute("DELETE FROM repo_digests WHERE image_id = ?", (image_id,))
             db.execute("DELETE FROM images WHERE id = ?", (image_id,))
             deleted = [image_id]
-        self.gc()
+        self.gc(wait=False)  # a pull under way holds gc off; the next gc collects then
         return RemoveResult(untagged, deleted)
 
     @staticmethod
@@ -560,10 +560,14 @@ class ImageStore:
         """Where :meth:`create_rootfs` mounts (or mounted) the container's root."""
         return os.path.join(self._container_dir(container_id), "merged")
 
-    def gc(self) -> int:
-        """Remove blobs and layers no image references; the bytes freed."""
+    def gc(self, *, wait: bool = True) -> int:
+        """Remove blobs and layers no image references; the bytes freed. It waits for adds
+        and rootfs creations under way to finish (they hold the gc lock shared), unless
+        ``wait`` is False: then it does nothing while one runs."""
         freed = 0
-        with flocked(self._gc_lock):
+        with flocked(self._gc_lock, block=wait) as got:
+            if not got:
+                return 0
             with self._db() as db:
                 blobs: set[str] = set()
                 chains: set[str] = set()

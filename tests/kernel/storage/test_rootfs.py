@@ -278,3 +278,27 @@ def test_busybox_from_the_store_runs(env: Env, tmp_path: Path) -> None:
     assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
     env.store.remove_rootfs("silo-st-bb")
     assert env.leaks() == [] and env.containers() == []
+
+
+@requires
+def test_the_fallback_before_lowerdir_plus(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kernels before 6.8: one mount(2) option string through the short l/ links, and a
+    clear NotSupported when the layers do not fit a page."""
+    from silo.errors import NotSupported
+    from silo.storage import rootfs
+
+    def no_new_api(*args: object, **kw: object) -> None:
+        raise rootfs._NoNewAPI
+
+    monkeypatch.setattr(rootfs, "_overlay_new_api", no_new_api)
+    add(env, BASE, TOP)
+    merged = Path(env.store.create_rootfs("silo-st-old", "app:1"))
+    assert (merged / "bin/tool").read_bytes() == b"top tool\n"
+    with open("/proc/self/mountinfo") as f:
+        line = next(ln for ln in f if ln.split()[4] == str(merged))
+    assert "/l/" in line  # the short links, not the layers' paths
+    env.store.remove_rootfs("silo-st-old")
+    add(env, *[{f"f{i}": b"x"} for i in range(300)], name="many:1")
+    with pytest.raises(NotSupported, match="300 layers"):
+        env.store.create_rootfs("silo-st-old2", "many:1")
+    assert env.leaks() == [] and env.containers() == []

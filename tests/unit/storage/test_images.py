@@ -366,3 +366,15 @@ def test_concurrent_adds_share_layers_processes(tmp_path: Path) -> None:
     for d in shared:
         assert sum(o.count(d) for o in opened) == 1, "a shared layer was downloaded twice"
     assert leftovers(Path(root)) == []
+
+
+def test_remove_does_not_wait_for_an_add_under_way(store: ImageStore) -> None:
+    from silo.storage.layers import flocked
+
+    b = app(1)
+    store.add(CountingSource(b), b.manifest, mt.OCI_MANIFEST, names=["app:1"])
+    with flocked(os.path.join(store.layers.locks, "gc"), shared=True):  # as add holds it
+        assert store.remove("app:1").deleted == [b.id]
+        assert store.content.has(b.id)  # not collected yet
+    assert store.gc() > 0
+    assert not store.content.has(b.id) and visible(Path(store.root)) == ([], [])
