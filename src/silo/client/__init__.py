@@ -34,6 +34,7 @@ from silo.client._http import DEFAULT_HOST, Address, Response, decode, default_h
 from silo.client._http import quote as _q
 from silo.client._http import request as _request
 from silo.client._images import ImagesMixin
+from silo.client._network import NetworkClient
 from silo.errors import from_wire
 
 TYPE_CHECKING = False
@@ -80,7 +81,7 @@ class Stream:
         self.close()
 
 
-class Client(ImagesMixin):
+class Client(ImagesMixin, NetworkClient):
     """silod's compute-service API. ``host``: ``unix:///PATH``, ``/PATH``, ``tcp://HOST:PORT``
     (default ``$SILO_HOST``, else ``unix:///run/silo/silod.sock``). ``timeout`` (seconds, None =
     wait forever) bounds each call that answers at once; waits and streams are never bounded

@@ -64,6 +64,12 @@ class HostNetworkService:
         self._lock = threading.RLock()
         self._docs: dict[str, dict[str, Doc]] = {k: {} for k in KINDS}
 
+    def close(self) -> None:
+        """Let go of the store (the host keeps what the data path made: containers run on)."""
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+
     # -- start ------------------------------------------------------------------------------
 
     def load(self) -> dict[str, list[str]]:

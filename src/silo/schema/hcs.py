@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 
 from silo.errors import NotSupported, invalid
-from silo.schema import image, jsonschema
+from silo.schema import hns, image, jsonschema
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -298,6 +298,7 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 SCHEMAS.update(image.SCHEMAS)  # silod's image documents share the registry and the OpenAPI
+SCHEMAS.update(hns.SCHEMAS)  # and so do its network (HNS v2) documents
 
 
 def openapi_components() -> dict[str, Any]:

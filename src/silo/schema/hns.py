@@ -12,22 +12,22 @@ when absent), addresses in their canonical text. Every error names its field as 
 document (``Ipams[0].Subnets[1].IpAddressPrefix``, ``Policies[2].Settings.ExternalPort``). A
 policy type silo does not implement is NotSupported naming ``Policies[i].Type``.
 
-Imports only :mod:`silo.errors` and :mod:`silo.schema.jsonschema` at import time; ``ipaddress``
-and ``uuid`` when a document is checked.
+Imports only :mod:`silo.errors` and :mod:`silo.schema.jsonschema` at import time (it is merged
+into :mod:`silo.schema.hcs`, which must stay lean); ``copy``, ``ipaddress`` and ``uuid`` when a
+document is checked.
 """
 
 from __future__ import annotations
-
-import copy
 
 from silo.errors import NotSupported, invalid
 from silo.schema import jsonschema
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeVar
 
     Schema = dict[str, Any]
+    T = TypeVar("T")
 
 KINDS = ("network", "endpoint", "namespace")
 DOCUMENT = {"network": "HostComputeNetwork", "endpoint": "HostComputeEndpoint",
@@ -261,9 +261,15 @@ _MODIFY = {"network": "NetworkModifyRequest", "endpoint": "EndpointModifyRequest
            "namespace": "NamespaceModifyRequest"}
 
 
+def _deep(value: T) -> T:
+    import copy  # lazily: silo.schema.hcs (which merges these schemas) must stay lean
+
+    return copy.deepcopy(value)
+
+
 def openapi_components() -> dict[str, Any]:
     """The schemas for the OpenAPI document's ``components/schemas``, as a copy."""
-    return copy.deepcopy(SCHEMAS)
+    return _deep(SCHEMAS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +285,7 @@ def validate(kind: str, doc: object) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise invalid(name, "must be a JSON object")
     jsonschema.validate(SCHEMAS[name], doc, "", SCHEMAS)
-    out = copy.deepcopy(doc)
+    out = _deep(doc)
     _check_version(out)
     out["ID"] = new_id() if "ID" not in out else out["ID"].lower()
     out.setdefault("SchemaVersion", {"Major": 2, "Minor": 0})
@@ -298,7 +304,7 @@ def validate_modify(kind: str, doc: object) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise invalid(name, "must be a JSON object")
     jsonschema.validate(SCHEMAS[name], doc, "", SCHEMAS)
-    out = copy.deepcopy(doc)
+    out = _deep(doc)
     resource = out["ResourceType"]
     if kind == "endpoint" and resource == "Port":
         raise NotSupported("ResourceType: Port (binding to a VM switch port) is not supported",
@@ -478,7 +484,7 @@ def check_policies(policies: list[Any], allowed: tuple[str, ...],
         if ptype not in allowed:
             raise NotSupported(f"{pw}.Type: policy type {ptype!r} is not supported here "
                                f"(supported: {', '.join(allowed)})", field=f"{pw}.Type")
-        settings = copy.deepcopy(p.get("Settings", {}))
+        settings = _deep(p.get("Settings", {}))
         jsonschema.validate(POLICY_SETTINGS[ptype], settings, f"{pw}.Settings", SCHEMAS)
         _POLICY_CHECKS.get(ptype, _no_check)(settings, f"{pw}.Settings")
         out.append({"Type": ptype, "Settings": settings})

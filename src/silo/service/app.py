@@ -20,7 +20,7 @@ from typing import Any
 
 from silo.errors import InvalidArgument, invalid
 from silo.schema import hcs
-from silo.service import images_api, openapi
+from silo.service import images_api, network_api, openapi
 from silo.service.http import Request, Response, Router, Stream
 from silo.service.interface import ComputeAPI
 from silo.service.openapi import Operation, Param
@@ -245,6 +245,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/v1/openapi.json", "getOpenAPI", "This API's OpenAPI document",
               _openapi, response_schema={"type": "object"}, errors=(500,), tags=("system",)),
     *images_api.OPERATIONS,
+    *network_api.OPERATIONS,
 )
 
 
@@ -257,7 +258,8 @@ def make_router(api: ComputeAPI) -> Router:
     """A router that serves every operation of :data:`OPERATIONS` with ``api``."""
     router = Router()
     for op in OPERATIONS:
-        router.add(op.method, op.path, functools.partial(_serve, api, op))
+        serve = network_api.serve if network_api.is_network_operation(op) else _serve
+        router.add(op.method, op.path, functools.partial(serve, api, op))
     return router
 
 

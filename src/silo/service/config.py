@@ -28,6 +28,7 @@ class DaemonConfig:
     images_dir: str = ""                     # default: <data_dir>/images
     stop_timeout: int = 10                   # seconds between the stop signal and SIGKILL
     cgroup_parent: str = "/silo"             # containers go to <cgroup_parent>/<id>
+    network_prefix: str = "silo"             # names of the network's interfaces, netns, tables
 
     def __post_init__(self) -> None:
         if not self.socket:
@@ -44,3 +45,8 @@ class DaemonConfig:
     @property
     def db_path(self) -> str:
         return os.path.join(self.data_dir, "silod.db")
+
+    @property
+    def storage_dir(self) -> str:
+        """The image store's root (docs/design/storage.md)."""
+        return os.path.join(self.data_dir, "storage")

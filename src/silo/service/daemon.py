@@ -43,12 +43,23 @@ class Service(ComputeAPI, Protocol):
 
 
 ServiceFactory = Callable[[DaemonConfig], Service]
+NetworkFactory = Callable[[DaemonConfig], Any]
 
 
 def _compute_service(config: DaemonConfig) -> Service:
     from silo.service.compute import ComputeService
 
     return ComputeService(config)
+
+
+def _network_service(config: DaemonConfig) -> Any:
+    """The Host Network Service on the state database and the Linux data path."""
+    from silo.network.datapath import DataPath
+    from silo.network.hns import HostNetworkService
+    from silo.service.netstore import SQLiteNetworkStore
+
+    return HostNetworkService(SQLiteNetworkStore(config.db_path),
+                              DataPath(prefix=config.network_prefix, run_dir=config.run_dir))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -67,6 +78,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="the silo-runtime command (default: the one beside this Python)")
     p.add_argument("--cgroup-parent", default=defaults.cgroup_parent,
                    help="containers' cgroups go under this one (default %(default)s)")
+    p.add_argument("--network-prefix", default=defaults.network_prefix,
+                   help="starts the name of every interface, netns and nft table of the "
+                        "network service (default %(default)s)")
     p.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     p.add_argument("--foreground", action="store_true",
                    help="stay attached to the terminal instead of detaching once serving")
@@ -86,12 +100,19 @@ def build_config(args: argparse.Namespace) -> DaemonConfig:
             parse_tcp_address(listen)
         except SiloError as err:
             raise invalid("--listen", err.message.split(": ", 1)[-1]) from None
+    from silo.network.names import check_prefix
+
+    try:
+        check_prefix(args.network_prefix)
+    except SiloError as err:
+        raise invalid("--network-prefix", err.message.split(": ", 1)[-1]) from None
     fields: dict[str, Any] = {
         "data_dir": os.path.abspath(args.data_dir),
         "run_dir": os.path.abspath(args.run_dir),
         "socket": os.path.abspath(args.socket) if args.socket else "",
         "listen_tcp": listen,
         "cgroup_parent": args.cgroup_parent,
+        "network_prefix": args.network_prefix,
     }
     if args.runtime:
         fields["runtime"] = args.runtime
@@ -114,21 +135,28 @@ def setup_logging(level: str) -> logging.Handler:
 
 def serve(config: DaemonConfig, stop: threading.Event, *,
           service_factory: ServiceFactory = _compute_service,
-          ready: Callable[[APIServer], None] | None = None) -> None:
+          ready: Callable[[APIServer], None] | None = None,
+          network_factory: NetworkFactory | None = None) -> None:
     """Claim the socket, reconcile, serve until ``stop`` is set, then stop gracefully.
 
     Raises SiloError when silod cannot start (another silod answers on the socket, ...).
-    ``ready`` is called once the API is served.
+    ``ready`` is called once the API is served. ``network_factory`` makes the network service
+    (loaded, its data path rebuilt, then served as the service's ``network``); when it cannot
+    start, silod logs why and serves the rest (the network routes answer 503).
     """
     server = APIServer(Unready("silod is starting: reconciling its state with the host"),
                        socket_path=config.socket, tcp=config.listen_tcp)
     server.start()
     service: Service | None = None
+    network: Any = None
     try:
         service = service_factory(config)
         report = service.reconcile()
         if report:
             log.info("reconcile: %s", _describe(report))
+        if network_factory is not None:
+            network = _start_network(network_factory, config)
+            service.network = network  # type: ignore[attr-defined]  # served as .network
         server.set_router(make_router(service))
         log.info("silod serves the compute API on %s", ", ".join(server.addresses()))
         if ready is not None:
@@ -139,6 +167,23 @@ def serve(config: DaemonConfig, stop: threading.Event, *,
         server.stop()
         if service is not None:
             service.close()
+        if network is not None:
+            network.close()
+
+
+def _start_network(factory: NetworkFactory, config: DaemonConfig) -> Any:
+    try:
+        network = factory(config)
+    except SiloError as err:
+        log.error("the network service cannot start: %s", err)
+        return None
+    try:
+        log.info("network: loaded %s", _describe(network.load()))
+    except SiloError as err:
+        log.error("the network service cannot start: %s", err)
+        network.close()
+        return None
+    return network
 
 
 def _describe(report: Any) -> str:
@@ -179,7 +224,9 @@ def _run(args: argparse.Namespace, service_factory: ServiceFactory) -> int:
 
     try:
         serve(config, stop, service_factory=service_factory,
-              ready=lambda server: parent.tell("ok\n", log=config.log_file))
+              ready=lambda server: parent.tell("ok\n", log=config.log_file),
+              network_factory=_network_service if service_factory is _compute_service
+              else None)
     except SiloError as err:
         log.error("cannot start: %s", err)
         parent.tell(f"cannot start: {err}\n")
