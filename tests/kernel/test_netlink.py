@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -270,3 +271,55 @@ def test_delete_group_removes_only_that_group(netns_factory: Callable[[], str]) 
         with pytest.raises(InvalidArgument):
             na.delete_group(0)
         assert na.link("keep0") is not None
+
+
+def test_ipv6_between_namespaces_without_dad(netns_factory: Callable[[], str]) -> None:
+    """Addresses added with nodad (the default) are usable at once: an ICMPv6 echo crosses
+    the veth right after both ends come up."""
+    a, b = netns_factory(), netns_factory()
+    for path in (a, b):
+        netns.sysctl_in(path, "net.ipv4.ping_group_range", "0 0")
+    with Netlink(a) as na, Netlink(b) as nb:
+        na.add_veth("eth0", "eth0", peer_netns=b)
+        na.add_address("eth0", "fd00:25::1/64")
+        nb.add_address("eth0", "fd00:25::2/64")
+        na.set_link("eth0", up=True)
+        nb.set_link("eth0", up=True)
+        assert "tentative" not in ip_in(a, "-6", "addr", "show", "eth0", "scope", "global")
+
+        def echo6() -> bool:
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_ICMPV6)
+            s.settimeout(5)
+            try:
+                s.sendto(b"\x80\x00\x00\x00\x00\x01\x00\x01silo", ("fd00:25::2", 0))
+                data, _ = s.recvfrom(1024)
+                return data[0] == 129  # echo reply
+            finally:
+                s.close()
+
+        assert netns.run_in(a, echo6)
+        assert nb.stats("eth0").rx_packets >= 1
+
+
+def test_one_netlink_shared_by_threads(netns_path: str) -> None:
+    with Netlink(netns_path) as nl:
+        errors: list[BaseException] = []
+
+        def work(t: int) -> None:
+            try:
+                for i in range(10):
+                    nl.add_bridge(f"b{t}x{i}")
+                    nl.add_address(f"b{t}x{i}", f"10.{40 + t}.{i}.1/24")
+                    assert nl.link(f"b{t}x{i}") is not None
+                    nl.links()
+            except BaseException as err:  # pragma: no cover - reported below
+                errors.append(err)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert errors == []
+        assert len([x for x in nl.links() if x.kind == "bridge"]) == 40
+        assert len([a for a in nl.addresses() if a.address.startswith("10.4")]) == 40
