@@ -306,7 +306,7 @@ class ImageStore:
                                              f"({mdigest})")
             rd = f"{parsed.name}@{parsed.digest}"
         with flocked(self._gc_lock, shared=True):
-            config_bytes = self._fetch_small(source, m.config, progress)
+            config_bytes = self._fetch_small(source, m.config)  # no progress: layers only
             config, diff_ids, plat = _parse_config(config_bytes, len(m.layers))
             chains = chain_ids(diff_ids)
             sizes = self._add_layers(source, m.layers, diff_ids, chains, progress, parallel)
@@ -332,15 +332,14 @@ class ImageStore:
                                "VALUES (?, ?)", (rd, m.config.digest))
                 return self._load(db, m.config.digest)
 
-    def _fetch_small(self, source: BlobSource, desc: Descriptor,
-                     progress: Progress | None) -> bytes:
+    def _fetch_small(self, source: BlobSource, desc: Descriptor) -> bytes:
         if desc.size > MAX_CONFIG:
             raise invalid("manifest.config.size", f"{desc.size} bytes is more than the "
                                                   f"{MAX_CONFIG} allowed")
         if not self.content.has(desc.digest):
             with self._open(source, desc) as stream, \
                     self.content.ingest(desc.digest, desc.size) as w:
-                _Tee(stream, w, desc, progress).drain()
+                _Tee(stream, w, desc, None).drain()
                 w.commit()
         return self.content.read(desc.digest)
 

@@ -4,16 +4,18 @@ concurrent adds from threads and processes."""
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing
 import os
 import sqlite3
 import threading
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
-from silo.errors import InvalidArgument, InvalidState, NotFound, SiloError
+from silo.errors import InvalidArgument, InvalidState, NotFound, SiloError, Unavailable
 from silo.storage import mediatypes as mt
 from silo.storage.descriptor import Descriptor, sha256
 from silo.storage.images import ImageStore
@@ -378,3 +380,81 @@ def test_remove_does_not_wait_for_an_add_under_way(store: ImageStore) -> None:
         assert store.content.has(b.id)  # not collected yet
     assert store.gc() > 0
     assert not store.content.has(b.id) and visible(Path(store.root)) == ([], [])
+
+
+def test_a_blob_the_source_lacks(store: ImageStore) -> None:
+    from silo.storage.source import MemorySource
+
+    b = app(1)
+    blobs = dict(b.blobs)
+    del blobs[sha256(b.layers[1])]
+    with pytest.raises(NotFound, match=sha256(b.layers[1])):
+        store.add(MemorySource(blobs), b.manifest, mt.OCI_MANIFEST, names=["app:1"])
+    assert store.list() == [] and leftovers(Path(store.root)) == []
+
+
+def test_a_source_that_breaks_midway_is_unavailable(store: ImageStore) -> None:
+    b = app(1)
+    top = b.layers[2]
+
+    class Broken(io.RawIOBase):
+        def __init__(self) -> None:
+            self.sent = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+            if self.sent >= len(top) // 2:
+                raise ConnectionResetError(104, "Connection reset by peer")
+            n = min(len(buf), 7, len(top) // 2 - self.sent)
+            buf[:n] = top[self.sent:self.sent + n]
+            self.sent += n
+            return n
+
+    class Src(CountingSource):
+        def open_blob(self, desc: Descriptor) -> BinaryIO:
+            if desc.digest == sha256(top):
+                return io.BufferedReader(Broken())  # type: ignore[return-value]
+            return super().open_blob(desc)
+
+    with pytest.raises(Unavailable) as e:
+        store.add(Src(b), b.manifest, mt.OCI_MANIFEST, names=["app:1"])
+    assert sha256(top) in str(e.value) and "reset" in str(e.value)
+    assert store.list() == [] and leftovers(Path(store.root)) == []
+    assert sha256(top).split(":")[1] not in visible(Path(store.root))[0]
+
+
+def test_a_live_unpack_survives_a_store_opened_beside_it(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    b = app(1)
+    started, release = threading.Event(), threading.Event()
+    seen: list[list[str]] = []
+
+    def slow_unpack(stream: BinaryIO, dest: str, media_type: str) -> object:
+        from silo.storage.unpack import unpack
+
+        started.set()
+        release.wait(60)
+        return unpack(stream, dest, media_type)
+
+    store = ImageStore(str(root), unpacker=slow_unpack)  # type: ignore[arg-type]
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            store.add(CountingSource(b), b.manifest, mt.OCI_MANIFEST, names=["app:1"],
+                      parallel=1)
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    assert started.wait(60)
+    ImageStore(str(root))  # its clean() must leave the live .tmp- dir and ingest file alone
+    seen.append(leftovers(root))
+    release.set()
+    t.join()
+    assert errors == [] and store.get("app:1").id == b.id
+    assert len(seen[0]) == 2  # one .tmp- layer dir, one ingest file, both kept
+    assert leftovers(root) == []
