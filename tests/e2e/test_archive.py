@@ -273,27 +273,43 @@ def test_import_rootfs_of_busybox_unpacks_to_the_same_tree(tmp_path: Path,
     assert info["Architecture"] == platforms.host().architecture
 
 
+def add_cut_image(source: Source) -> tuple[bytes, str]:
+    """Put into the source layout an image on the source's first two layers whose third layer
+    (new content) has its gzip stream cut short, with a digest and size that match the cut
+    blob, so only unpacking finds it. Returns its manifest and the cut blob's digest."""
+    blobs = source.layout / "blobs" / "sha256"
+
+    def put(data: bytes) -> str:
+        (blobs / sha(data).split(":")[1]).write_bytes(data)
+        return sha(data)
+
+    manifest = json.loads((blobs / source.manifest_digest.split(":")[1]).read_bytes())
+    config = json.loads((blobs / source.config_digest.split(":")[1]).read_bytes())
+    plain = tar_of([("big", os.urandom(200_000))])
+    cut = gzip.compress(plain)[:-300]
+    config["rootfs"]["diff_ids"][2] = sha(plain)
+    config_bytes = json.dumps(config).encode()
+    manifest["config"].update(digest=put(config_bytes), size=len(config_bytes))
+    manifest["layers"][2].update(digest=put(cut), size=len(cut))
+    data = json.dumps(manifest).encode()
+    put(data)
+    return data, sha(cut)
+
+
+def write_index(source: Source, *entries: tuple[bytes, str]) -> None:
+    (source.layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": mediatypes.OCI_MANIFEST, "digest": sha(m), "size": len(m),
+         "annotations": {"org.opencontainers.image.ref.name": name}} for m, name in entries]}))
+
+
 def test_a_corrupt_layer_adds_nothing_to_the_real_store(tmp_path: Path, source: Source,
                                                         store: ImageStore) -> None:
-    """A layer whose gzip stream is cut short, with a digest and size that match the cut
-    blob: only unpacking finds it. The error names the blob; the store holds no image, no
-    name and no temporaries."""
-    blobs = source.layout / "blobs" / "sha256"
-    manifest_path = blobs / source.manifest_digest.split(":")[1]
-    manifest = json.loads(manifest_path.read_bytes())
-    old = blobs / source.layer_digests[2].split(":")[1]
-    cut = old.read_bytes()[:-300]
-    (blobs / sha(cut).split(":")[1]).write_bytes(cut)
-    manifest["layers"][2].update(digest=sha(cut), size=len(cut))
-    new_manifest = json.dumps(manifest).encode()
-    (blobs / sha(new_manifest).split(":")[1]).write_bytes(new_manifest)
-    (source.layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": mediatypes.OCI_MANIFEST, "digest": sha(new_manifest),
-         "size": len(new_manifest), "annotations": {"org.opencontainers.image.ref.name": NAME}}
-    ]}))
+    """The error names the blob; the store holds no image, no name and no temporaries."""
+    bad, cut = add_cut_image(source)
+    write_index(source, (bad, NAME))
     arc = tmp_path / "bad.tar"
     skopeo("copy", f"oci:{source.layout}:{NAME}", f"oci-archive:{arc}")
-    with pytest.raises(InvalidArgument, match=rf"index\.json manifests\[0\].*{sha(cut)}"):
+    with pytest.raises(InvalidArgument, match=rf"index\.json manifests\[0\].*{cut}"):
         archive.load(store, str(arc))
     assert store.list() == []
     root = tmp_path / "store"
@@ -302,6 +318,22 @@ def test_a_corrupt_layer_adds_nothing_to_the_real_store(tmp_path: Path, source: 
     # the layers that did unpack are kept for a retry, and nothing holds them: gc takes them
     store.gc()
     assert os.listdir(root / "blobs" / "sha256") == []
+
+
+def test_a_load_failing_at_its_second_image_undoes_the_first(tmp_path: Path, source: Source,
+                                                             store: ImageStore) -> None:
+    """The first image (new, named NAME, which an older image had) is added, the second fails:
+    the first is removed again and NAME names the older image as before."""
+    rootfs = tmp_path / "rootfs.tar"
+    rootfs.write_bytes(tar_of([("hello", b"old image\n")]))
+    old = archive.import_rootfs(store, str(rootfs), NAME)
+    good = (source.layout / "blobs" / "sha256" / source.manifest_digest.split(":")[1]
+            ).read_bytes()
+    bad, _ = add_cut_image(source)
+    write_index(source, (good, NAME), (bad, "example.com/silo-archive-e2e/app:2"))
+    with pytest.raises(InvalidArgument, match=r"index\.json manifests\[1\]"):
+        archive.load(store, str(source.layout))
+    assert [(i.id, i.names) for i in store.list()] == [(old.id, (NAME,))]
 
 
 PODMAN_SKIP = probes.need_binary("podman")

@@ -9,7 +9,9 @@ writing the files of an archive in ``archive_io``; this module is the public sur
     detect(path) -> "oci-dir" | "oci-archive" | "docker-archive"
 
 A load checks every image of the archive (its index, manifests, configs, and that each blob is
-there with its size) before it adds any, so a bad archive adds nothing. A save writes to a
+there with its size) before it adds any; each add is atomic, and when a later image of the
+archive fails (a corrupt layer only unpacking finds), the images this load added are removed
+and the names it moved are given back, so a bad archive adds nothing. A save writes to a
 temporary name beside ``path`` and renames it at the end; a failure leaves nothing behind.
 
 Imports only ``silo.errors`` and the storage core; must not import the service or commands.
@@ -117,16 +119,45 @@ def load(store: ImageStore, path: str, *, names: Sequence[str] | None = None,
                 raise invalid("names", f"the archive holds {len(found)} images; names can be "
                               f"given only for an archive of one", op=OP_LOAD, obj=path)
             found[0].names = check_names(names, "names", path)
-        images = []
+        existed = {i for i in (parse_manifest(f.manifest, f.media_type).config.digest
+                               for f in found) if _owner(store, i)}
+        owners = {n: _owner(store, n) for f in found for n in f.names}
+        images: list[Image] = []
         for f in found:
             try:
                 images.append(store.add(_Source(files, f), f.manifest, f.media_type,
                                         names=f.names, progress=progress))
             except SiloError as e:
+                if images:
+                    _undo(store, images, existed, owners)
                 raise reword(e, f.where, path) from e
         return images
     finally:
         files.close()
+
+
+def _owner(store: ImageStore, ref: str) -> str | None:
+    try:
+        return store.get(ref).id
+    except NotFound:
+        return None
+
+
+def _undo(store: ImageStore, added: list[Image], existed: set[str],
+          owners: dict[str, str | None]) -> None:
+    """Put names and images back as they were before a load that failed part way (each add
+    is atomic; a load of several images is made so here). Best effort: a step that fails
+    leaves at worst a dangling image, which prune removes."""
+    for name, owner in owners.items():
+        with contextlib.suppress(SiloError):
+            if owner is None:
+                store.untag(name)
+            else:
+                store.tag(owner, name)
+    for img in added:
+        if img.id not in existed:
+            with contextlib.suppress(SiloError):
+                store.remove(img.id, force=True)
 
 
 def save(store: ImageStore, refs: Sequence[str], path: str, *,
