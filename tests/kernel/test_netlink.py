@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from silo.errors import AlreadyExists, InvalidArgument, NotFound
-from silo.kernel import netns
+from silo.kernel import netns, sysctl
 from silo.kernel.netlink import Netlink
 from tests.kernel.netfixtures import requires_netns
 
@@ -323,3 +323,39 @@ def test_one_netlink_shared_by_threads(netns_path: str) -> None:
         assert errors == []
         assert len([x for x in nl.links() if x.kind == "bridge"]) == 40
         assert len([a for a in nl.addresses() if a.address.startswith("10.4")]) == 40
+
+
+def test_routed_v4_and_v6_through_a_router_namespace(netns_factory: Callable[[], str]) -> None:
+    """Default routes via a gateway in a third namespace that forwards: traffic crosses two
+    veths and the router, both families."""
+    a, router, b = netns_factory(), netns_factory(), netns_factory()
+    with Netlink(router) as nr:
+        for side, peer, n in (("ra", a, 1), ("rb", b, 2)):
+            nr.add_veth(side, "eth0", peer_netns=peer)
+            nr.add_address(side, f"10.26.{n}.1/24")
+            nr.add_address(side, f"fd00:26:{n}::1/64")
+            nr.set_link(side, up=True)
+    sysctl.ensure_ip_forward(netns=router)
+    sysctl.ensure_ipv6_forwarding(netns=router)
+    for path, n in ((a, 1), (b, 2)):
+        netns.sysctl_in(path, "net.ipv4.ping_group_range", "0 0")
+        with Netlink(path) as nl:
+            nl.add_address("eth0", f"10.26.{n}.2/24")
+            nl.add_address("eth0", f"fd00:26:{n}::2/64")
+            nl.set_link("eth0", up=True)
+            nl.add_route("default", via=f"10.26.{n}.1")
+            nl.add_route("default", via=f"fd00:26:{n}::1")
+            assert {(r.family, r.gateway) for r in nl.routes() if r.dst == "default"} == \
+                {(socket.AF_INET, f"10.26.{n}.1"), (socket.AF_INET6, f"fd00:26:{n}::1")}
+    _ping_from(a, "10.26.2.2")
+
+    def echo6() -> bool:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_ICMPV6)
+        s.settimeout(5)
+        try:
+            s.sendto(b"\x80\x00\x00\x00\x00\x01\x00\x01silo", ("fd00:26:2::2", 0))
+            return s.recvfrom(1024)[0][0] == 129
+        finally:
+            s.close()
+
+    assert netns.run_in(a, echo6)
