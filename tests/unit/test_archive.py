@@ -268,6 +268,14 @@ def test_missing_path_is_not_found(tmp_path: Path, store: FakeStore) -> None:
         archive.load(store, str(tmp_path / "nope.tar"))
 
 
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path,
+                                                        store: FakeStore) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(InvalidArgument, match="neither a regular file nor a directory"):
+        archive.load(store, str(fifo))
+
+
 # -- OCI layouts --
 
 
@@ -617,6 +625,9 @@ def test_save_refuses_bad_arguments(tmp_path: Path, store: FakeStore) -> None:
     assert [p.name for p in full.iterdir()] == ["keep"]
     with pytest.raises(NotFound, match="does not exist"):
         archive.save(store, [NAME], str(tmp_path / "no" / "dir.tar"))
+    with pytest.raises(InvalidArgument, match="is a directory"):
+        archive.save(store, [NAME], str(full), format="docker-archive")
+    assert [p.name for p in full.iterdir()] == ["keep"]
 
 
 # -- import of a root filesystem tarball --

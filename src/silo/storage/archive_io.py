@@ -168,11 +168,14 @@ class TarFiles:
     def __init__(self, path: str) -> None:
         self.where = path
         self._members: dict[str, tuple[int, int]] = {}
-        try:
-            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:  # O_NONBLOCK: a FIFO given as the path must not hang the caller
+            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as e:
             raise _os_error(e, path, OP_LOAD) from e
         try:
+            if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+                raise invalid("path", "is neither a regular file nor a directory",
+                              op=OP_LOAD, obj=path)
             head = os.pread(self._fd, 8, 0)
             if sniff(head) == "gzip":
                 self._gunzip()
@@ -359,6 +362,8 @@ class _DirWriter:
 @contextmanager
 def write_tar(path: str) -> Iterator[Writer]:
     """A tar written to a temporary name beside ``path`` and renamed over it on success."""
+    if os.path.isdir(path):
+        raise invalid("path", f"{path} is a directory", op=OP_SAVE, obj=path)
     tmp = _temp_name(path)
     try:
         with open(tmp, "xb") as f:
