@@ -458,3 +458,37 @@ def test_a_live_unpack_survives_a_store_opened_beside_it(tmp_path: Path) -> None
     assert errors == [] and store.get("app:1").id == b.id
     assert len(seen[0]) == 2  # one .tmp- layer dir, one ingest file, both kept
     assert leftovers(root) == []
+
+
+def _add_and_die(root: str) -> None:
+    """An add killed (SIGKILL) in the middle of unpacking its second layer."""
+    import signal
+
+    calls = []
+
+    def dying_unpack(stream: BinaryIO, dest: str, media_type: str) -> object:
+        from silo.storage.unpack import unpack
+
+        calls.append(dest)
+        if len(calls) == 2:
+            stream.read(100)  # the ingest file has bytes, the .tmp- dir exists
+            os.kill(os.getpid(), signal.SIGKILL)
+        return unpack(stream, dest, media_type)
+
+    b = app(1)
+    ImageStore(root, unpacker=dying_unpack).add(  # type: ignore[arg-type]
+        CountingSource(b), b.manifest, mt.OCI_MANIFEST, names=["app:1"], parallel=1)
+
+
+def test_a_killed_add_leaves_temporaries_the_next_open_removes(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    ImageStore(str(root))
+    p = multiprocessing.get_context("fork").Process(target=_add_and_die, args=(str(root),))
+    p.start()
+    p.join()
+    assert p.exitcode == -9
+    assert len(leftovers(root)) == 2  # what the crash left: an ingest file, a .tmp- dir
+    store = ImageStore(str(root))
+    assert leftovers(root) == [] and store.list() == []
+    b = app(1)
+    assert store.add(CountingSource(b), b.manifest, mt.OCI_MANIFEST, names=["app:1"]).id == b.id
