@@ -13,6 +13,7 @@ import io
 import os
 import stat
 import tarfile
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +29,7 @@ OCI_TAR = "application/vnd.oci.image.layer.v1.tar"
 OCI_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 DOCKER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+MEDIA = {"none": OCI_TAR, "gzip": OCI_GZIP, "zstd": OCI_ZSTD}
 MTIME = 1_600_000_000
 
 
@@ -389,3 +391,70 @@ def test_hardlink_to_a_symlink_links_the_symlink(dest: Path, sentinel: Callable[
 def test_file_under_a_file_is_refused(dest: Path) -> None:
     with pytest.raises(InvalidArgument, match="'f' is not a directory"):
         run(Layer().file("f", b"1").file("f/g", b"2").tar(), dest)
+
+
+# -- odd streams and odd entries ----------------------------------------------------------------
+
+class Trickle(io.RawIOBase):
+    """A blob that hands out at most ``n`` bytes per read, as a socket may."""
+
+    def __init__(self, data: bytes, n: int) -> None:
+        self._data, self._pos, self._n = data, 0, n
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        piece = self._data[self._pos:self._pos + min(self._n, size if size >= 0 else self._n)]
+        self._pos += len(piece)
+        return piece
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
+def test_short_reads_still_sniff_and_unpack(dest: Path, compression: str) -> None:
+    tar = SAMPLE.tar()
+    stream = Trickle(blob(tar, compression), 1)
+    result = unpack(stream, str(dest), OCI_GZIP)  # type: ignore[arg-type]
+    assert result.diff_id == diff_id(tar)
+    assert (dest / "bin/sh").read_bytes() == b"\x7fELF" * 300
+
+
+def test_pax_path_with_a_nul_byte_is_invalid(dest: Path) -> None:
+    layer = Layer()
+    ti = tarfile.TarInfo("plain")
+    ti.pax_headers = {"path": "a\x00b"}
+    layer._tar.addfile(ti, io.BytesIO(b""))
+    with pytest.raises(InvalidArgument, match="null"):
+        run(layer.tar(), dest)
+
+
+def test_unknown_entry_type_and_empty_symlink_are_invalid(dest: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="unsupported tar entry type 'V'"):
+        run(Layer().add("volume", b"V").tar(), dest)
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(InvalidArgument, match="empty target"):
+        run(Layer().add("s", tarfile.SYMTYPE).tar(), other)
+
+
+def test_errors_name_the_operation_and_entry(dest: Path) -> None:
+    with pytest.raises(InvalidArgument) as exc:
+        run(Layer().file("../x", b"e").tar(), dest)
+    assert (exc.value.op, exc.value.obj, exc.value.field) == ("storage::unpack", "../x", "layer")
+    assert str(exc.value) == ("layer entry '../x': path '../x' climbs above the layer root")
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_a_bomb_streams_through_in_bounded_memory(dest: Path, compression: str) -> None:
+    big = b"\0" * (32 * 1024 * 1024)
+    data = blob(Layer().file("zeros", big).tar(), compression)
+    assert len(data) < 100_000
+    del big
+    tracemalloc.start()
+    try:
+        size = run(data, dest, MEDIA[compression]).size
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert size == 32 * 1024 * 1024 == (dest / "zeros").stat().st_size
+    assert peak < 8 * 1024 * 1024   # never the whole layer, nor a whole file, in memory

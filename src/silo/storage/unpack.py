@@ -48,7 +48,7 @@ import tarfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Protocol, Self
+from typing import BinaryIO, Protocol, Self
 
 from silo.errors import Internal, InvalidArgument, NotSupported, SiloError, invalid
 
@@ -73,10 +73,10 @@ LAYER_MEDIA_TYPES: dict[str, str] = {
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _UNSUPPORTED_MAGIC = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+_MAGIC_LEN = 6
 
 _BLOB_CHUNK = 256 * 1024      # compressed bytes read per call
 _OUT_CHUNK = 1024 * 1024      # most uncompressed bytes produced per gzip call
-_ZSTD_FEED = 4096             # compressed bytes fed per zstd call: bounds a zstd bomb's burst
 _COPY_CHUNK = 1024 * 1024
 
 WHITEOUT_PREFIX = ".wh."
@@ -176,38 +176,130 @@ class _Gzip:
 
 
 class _Zstd:
-    """zstd, frame after frame, fed in small pieces so one call's output stays bounded."""
+    """zstd, every frame, with output bounded per call and truncation detected.
+
+    A zstd decompressor emits a block's output once the block is complete, and a block stands
+    for at most 128 KiB, but a few bytes of RLE blocks can stand for gigabytes. So the input
+    is cut after every few blocks, at boundaries found by walking the frame format (RFC 8878:
+    frame header, 3-byte block headers with sizes, optional checksum; skippable frames), which
+    also tells whether the blob ended inside a frame: the decompressor itself cannot say.
+    """
 
     name = "zstd"
+    _BLOCKS_PER_FEED = 8   # at most 1 MiB of output per call
 
     def __init__(self) -> None:
         import zstandard
 
-        self._new = zstandard.ZstdDecompressor().decompressobj
-        self._d: Any = None
+        self._d = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True)
+        self._walk = _ZstdFrames()
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         view = memoryview(data)
-        for i in range(0, len(view), _ZSTD_FEED):
-            piece = bytes(view[i:i + _ZSTD_FEED])
-            while piece:
-                if self._d is None:
-                    self._d = self._new()
-                out = self._d.decompress(piece)
-                if out:
-                    yield out
-                if not self._d.eof:
-                    break
-                piece = self._d.unused_data
-                self._d = None
+        start = 0
+        for cut in self._walk.cuts(view, self._BLOCKS_PER_FEED):
+            out = self._d.decompress(view[start:cut])
+            start = cut
+            if out:
+                yield out
+        if start < len(view):
+            out = self._d.decompress(view[start:])
+            if out:
+                yield out
 
     def finish(self) -> None:
-        if self._d is not None:
-            raise _ZstdTruncated("truncated zstd stream (the blob ends inside a frame)")
+        if not self._walk.between_frames():
+            raise _ZstdBad("truncated zstd stream (the blob ends inside a frame)")
 
 
-class _ZstdTruncated(Exception):
-    pass
+class _ZstdBad(Exception):
+    """A zstd stream that is truncated or not zstd, as found by ``_ZstdFrames``."""
+
+
+class _ZstdFrames:
+    """Walks the structure of a zstd stream without decoding it (see ``_Zstd``)."""
+
+    # states: what the next bytes are
+    MAGIC, HEADER, BLOCK_HEADER, SKIP, SKIP_SIZE = range(5)
+
+    def __init__(self) -> None:
+        self._state = self.MAGIC
+        self._want = 4            # bytes still to gather (headers) or to skip (bodies)
+        self._buf = bytearray()   # the header being gathered
+        self._last = False        # the block being skipped is the frame's last
+        self._checksum = False
+
+    def between_frames(self) -> bool:
+        return self._state == self.MAGIC and not self._buf
+
+    def cuts(self, data: memoryview, every: int) -> Iterator[int]:
+        """Offsets in ``data`` after every ``every``-th block end; raises on a bad header."""
+        i, n, ends = 0, len(data), 0
+        while i < n:
+            if self._state == self.SKIP:   # a block body, a checksum or a skippable frame
+                step = min(self._want, n - i)
+                i += step
+                self._want -= step
+                if self._want == 0:
+                    self._state = self.MAGIC if self._last else self.BLOCK_HEADER
+                    self._want = 4 if self._last else 3
+                    self._last = False
+                    ends += 1
+                    if ends % every == 0:
+                        yield i
+                continue
+            take = min(self._want - len(self._buf), n - i)
+            self._buf += data[i:i + take]
+            i += take
+            if len(self._buf) == self._want:
+                self._parsed(bytes(self._buf))
+
+    def _parsed(self, head: bytes) -> None:
+        state = self._state
+        self._buf.clear()
+        if state == self.MAGIC:
+            magic = int.from_bytes(head, "little")
+            if magic == 0xFD2FB528:
+                self._state, self._want = self.HEADER, 1
+            elif magic & 0xFFFFFFF0 == 0x184D2A50:   # a skippable frame
+                self._state, self._want = self.SKIP_SIZE, 4
+            else:
+                raise _ZstdBad(f"not a zstd frame (magic {head.hex()})")
+        elif state == self.SKIP_SIZE:
+            self._skip(int.from_bytes(head, "little"), last=True)
+        elif state == self.HEADER and len(head) == 1:
+            fhd = head[0]
+            single = bool(fhd & 0x20)
+            fcs = (0, 2, 4, 8)[fhd >> 6] or (1 if single else 0)
+            self._checksum = bool(fhd & 0x04)
+            rest = (0 if single else 1) + (0, 1, 2, 4)[fhd & 0x03] + fcs
+            if fhd & 0x08:
+                raise _ZstdBad("zstd frame header has its reserved bit set")
+            if rest:
+                self._want = 1 + rest   # gather the rest after the descriptor byte
+                self._buf += head
+            else:
+                self._state, self._want = self.BLOCK_HEADER, 3
+        elif state == self.HEADER:
+            self._state, self._want = self.BLOCK_HEADER, 3
+        else:   # BLOCK_HEADER
+            header = int.from_bytes(head, "little")
+            last, kind, size = header & 1, (header >> 1) & 3, header >> 3
+            if kind == 3:
+                raise _ZstdBad("zstd block of the reserved type")
+            body = 1 if kind == 1 else size
+            if last and self._checksum:
+                body += 4
+            self._skip(body, last=bool(last))
+
+    def _skip(self, n: int, *, last: bool) -> None:
+        self._last = last
+        if n:
+            self._state, self._want = self.SKIP, n
+        else:   # an empty body: the block (or frame) ends here
+            self._state = self.MAGIC if last else self.BLOCK_HEADER
+            self._want = 4 if last else 3
+            self._last = False
 
 
 def _decoder_for(head: bytes) -> _Decoder:
@@ -236,8 +328,18 @@ class _TarStream:
         self._out = b""
         self._pos = 0
         self._eof = False
-        self._head = self._read_blob()
-        self._decoder = _decoder_for(self._head)
+        # a stream may return short reads: sniff only once the longest magic is in hand
+        head = b""
+        while len(head) < _MAGIC_LEN:
+            chunk = self._read_blob()
+            if not chunk:
+                break
+            head += chunk
+        self._head = head
+        self._decoder = _decoder_for(head)
+        # the decoder's pieces for the current blob chunk, taken one at a time: a small chunk
+        # of a compression bomb may stand for gigabytes
+        self._outputs: Iterator[bytes] = iter(())
 
     def _read_blob(self) -> bytes:
         try:
@@ -251,18 +353,22 @@ class _TarStream:
         return bytes(chunk)
 
     def _refill(self) -> bool:
-        while not self._eof:
-            if self._head:
-                chunk, self._head = self._head, b""
-            else:
-                chunk = self._read_blob()
+        """Make the next piece of uncompressed output current; False at the end."""
+        while True:
             try:
-                if not chunk:
-                    self._eof = True
-                    self._decoder.finish()
-                    return False
-                out = b"".join(self._decoder.feed(chunk))
-            except (zlib.error, _ZstdTruncated) as e:
+                out = next(self._outputs, None)
+                if out is None:
+                    if self._eof:
+                        return False
+                    chunk = self._head or self._read_blob()
+                    self._head = b""
+                    if not chunk:
+                        self._eof = True
+                        self._decoder.finish()
+                        return False
+                    self._outputs = self._decoder.feed(chunk)
+                    continue
+            except (zlib.error, _ZstdBad) as e:
                 raise self._corrupt(e) from e
             except Exception as e:  # zstandard.ZstdError, without importing zstandard here
                 if type(e).__name__ == "ZstdError":
@@ -272,7 +378,6 @@ class _TarStream:
                 self._hash.update(out)
                 self._out, self._pos = out, 0
                 return True
-        return False
 
     def _corrupt(self, e: Exception) -> InvalidArgument:
         return InvalidArgument(f"layer: corrupt {self._decoder.name} stream: {e}", op=OP,
@@ -482,6 +587,8 @@ def _checked(tree: _Tree, tar: tarfile.TarFile, member: tarfile.TarInfo) -> int:
         return _entry(tree, tar, member)
     except OverflowError as e:
         raise _bad(member.name, f"a number is out of range: {e}") from e
+    except ValueError as e:   # os.* refuse names and values with NUL bytes
+        raise _bad(member.name, str(e)) from e
     except OSError as e:
         if e.errno == errno.ENAMETOOLONG:
             raise _bad(member.name, "a name is too long for the filesystem") from e
@@ -525,7 +632,7 @@ def _entry(tree: _Tree, tar: tarfile.TarFile, m: tarfile.TarInfo) -> int:
         os.chmod(name, m.mode & 0o7777, dir_fd=pfd, follow_symlinks=False)
         os.utime(name, (m.mtime, m.mtime), dir_fd=pfd, follow_symlinks=False)
     else:
-        raise _bad(m.name, f"unsupported tar entry type {m.type!r}")
+        raise _bad(m.name, f"unsupported tar entry type {m.type.decode('latin-1')!r}")
     return 0
 
 
