@@ -1,0 +1,235 @@
+"""silo's pull against skopeo + umoci and against podman, side by side in one run.
+
+Builds its own multi-layer image (``--layers`` layers, ``--mb`` MB in all: half of them one
+big random file each, incompressible, the other half ``--files`` small files each, half random,
+half text-like), pushes it with skopeo into a docker-registry of its own on a free loopback
+port (plain http), then measures over ``--rounds`` rounds (taking turns, in an order that
+rotates every round, each into fresh directories) the wall time of:
+
+- ``silo``: ``silo.storage.pull.pull`` into a fresh ``ImageStore`` in a fresh Python process
+  (download, verify and unpack every layer; what ``silo pull`` does in silod);
+- ``skopeo+umoci``: ``skopeo copy docker://... oci:DIR:tag`` then
+  ``umoci unpack --image DIR:tag BUNDLE`` (download + verify, then unpack);
+- ``podman``: ``podman pull --tls-verify=false`` on a temporary ``--root``/``--runroot``
+  (removed after each round), isolated as the end-to-end tests isolate it.
+
+Then, for a 20-layer image already in a store: the median time of
+``ImageStore.create_rootfs`` + ``remove_rootfs`` (the overlay a container starts from), over
+``--rootfs-runs`` runs.
+
+Prints a table of medians and the ratios silo/peer. This is a measurement, not a test.
+
+    .venv/bin/python bench/pull.py [--rounds 5] [--layers 8] [--mb 48] [--files 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from _common import REPO_ROOT, Failure, peers, print_table, timed
+
+try:
+    from silo.storage.images import ImageStore
+    from silo.storage.pull import pull
+except ImportError:  # run by a Python outside the venv: take the source tree
+    sys.path.insert(0, str(REPO_ROOT / "src"))
+    from silo.storage.images import ImageStore
+    from silo.storage.pull import pull
+
+import registry as reg  # tests/e2e/registry.py, on the path _common sets
+
+PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
+RUNC = "/usr/sbin/runc"
+PULL = """
+import sys
+from silo.storage.images import ImageStore
+from silo.storage.pull import pull
+pull(ImageStore(sys.argv[1]), sys.argv[2], insecure=True)
+"""
+WORDS = [b"lorem", b"ipsum", b"container", b"layer", b"registry", b"silo", b"overlay",
+         b"namespace", b"cgroup", b"manifest", b"digest", b"blob", b"\n"]
+
+
+def text_like(rng: random.Random, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        out += rng.choice(WORDS) + b" "
+    return bytes(out[:n])
+
+
+def build_image(layout: reg.Layout, *, layers: int, mb: int, files: int,
+                seed: int = 7) -> dict[str, object]:
+    """The benchmark image: big random files in half the layers, many small files in the
+    others; returns its manifest descriptor."""
+    rng = random.Random(seed)
+    per_layer = (mb << 20) // max(1, layers)
+    contents: list[dict[str, bytes]] = []
+    for i in range(layers):
+        if i % 2 == 0:
+            contents.append({f"big/layer{i}.bin": os.urandom(per_layer)})
+            continue
+        size = max(64, per_layer // max(1, files))
+        layer = {}
+        for j in range(files):
+            data = os.urandom(size // 2) + text_like(rng, size - size // 2)
+            layer[f"small{i}/d{j % 40}/f{j}.dat"] = data
+        contents.append(layer)
+    return layout.image(contents)
+
+
+def median_s(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+class Bench:
+    def __init__(self, workdir: Path, registry: reg.Registry, ref: str) -> None:
+        self.workdir = workdir
+        self.registry = registry
+        self.ref = ref  # host/repo:tag
+        self.n = 0
+
+    def fresh(self, what: str) -> Path:
+        self.n += 1
+        d = self.workdir / f"{what}-{self.n}"
+        d.mkdir(parents=True)
+        return d
+
+    def silo(self) -> float:
+        d = self.fresh("silo")
+        try:
+            return timed([str(PYTHON), "-c", PULL, str(d / "store"), self.ref],
+                         what="silo pull", timeout=600)
+        finally:
+            peers.remove_tree(d)
+
+    def skopeo_umoci(self) -> float:
+        d = self.fresh("umoci")
+        try:
+            copy = timed(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                          f"docker://{self.ref}", f"oci:{d / 'oci'}:bench"],
+                         what="skopeo copy", timeout=600)
+            unpack = timed(["umoci", "unpack", "--image", f"{d / 'oci'}:bench",
+                            str(d / "bundle")], what="umoci unpack", timeout=600)
+            return copy + unpack
+        finally:
+            peers.remove_tree(d)
+
+    def podman(self) -> float:
+        # podman refuses a run root path longer than 50 characters: a short dir in /tmp
+        d = Path(tempfile.mkdtemp(prefix="sbp-", dir="/tmp"))
+        pm = peers.Podman(d / "p", RUNC)
+        try:
+            pm.start()
+            return timed(pm.argv("pull", "--quiet", "--tls-verify=false", self.ref),
+                         what="podman pull", env=pm.env, timeout=600)
+        finally:
+            pm.podman("rmi", "--all", "--force", check=False, timeout=120)
+            pm.stop()
+            peers.remove_tree(d)
+
+
+def rootfs_times(workdir: Path, registry: reg.Registry, runs: int) -> tuple[float, float]:
+    """(median create_rootfs s, median remove_rootfs s) of a 20-layer image."""
+    layout = reg.Layout(workdir / "layout-20")
+    desc = layout.image(reg.small_layers("twenty", count=20, files=5, size=8192))
+    layout.tag(desc, "v20")
+    registry.push_layout(layout.path, "v20", "bench/twenty:v20")
+    store = ImageStore(str(workdir / "store-20"))
+    ref = f"{registry.host}/bench/twenty:v20"
+    pull(store, ref, insecure=True)
+    create: list[float] = []
+    remove: list[float] = []
+    for i in range(runs + 1):
+        cid = f"bench-{uuid.uuid4().hex[:12]}"
+        t0 = time.perf_counter()
+        merged = store.create_rootfs(cid, ref)
+        t1 = time.perf_counter()
+        assert os.path.isdir(os.path.join(merged, "twenty"))
+        store.remove_rootfs(cid)
+        t2 = time.perf_counter()
+        if i:  # the first is a warm-up
+            create.append(t1 - t0)
+            remove.append(t2 - t1)
+    return median_s(create), median_s(remove)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per tool (medians)")
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--mb", type=int, default=48, help="image size in MB (uncompressed)")
+    parser.add_argument("--files", type=int, default=1500, help="files per small-file layer")
+    parser.add_argument("--rootfs-runs", type=int, default=20)
+    parser.add_argument("--no-podman", action="store_true")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("pull.py needs root (unpacking keeps owners; podman and umoci as root)",
+              file=sys.stderr)
+        return 2
+    missing = reg.missing() or peers.missing_commands("umoci", "podman")
+    if missing:
+        print(f"missing: {missing}", file=sys.stderr)
+        return 2
+
+    workdir = Path(tempfile.mkdtemp(prefix="silo-bench-pull-"))
+    registry = reg.Registry(workdir / "registry")
+    try:
+        registry.start()
+        layout = reg.Layout(workdir / "layout")
+        desc = build_image(layout, layers=args.layers, mb=args.mb, files=args.files)
+        layout.tag(desc, "bench")
+        registry.push_layout(layout.path, "bench", "bench/pull:bench")
+        compressed = sum(p.stat().st_size for p in (layout.path / "blobs" / "sha256").iterdir())
+        ref = f"{registry.host}/bench/pull:bench"
+        print(f"image: {args.layers} layers, {args.mb} MB unpacked, {compressed / 1e6:.1f} MB "
+              f"of blobs; registry {ref}; {args.rounds} rounds (+1 warm-up)", flush=True)
+
+        bench = Bench(workdir, registry, ref)
+        tools = {"silo": bench.silo, "skopeo+umoci": bench.skopeo_umoci}
+        if not args.no_podman:
+            tools["podman"] = bench.podman
+        samples: dict[str, list[float]] = {k: [] for k in tools}
+        names = list(tools)
+        for r in range(args.rounds + 1):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for name in order:
+                t = tools[name]()
+                if r:
+                    samples[name].append(t)
+            print(f"  round {r}: " + ", ".join(
+                f"{k} {samples[k][-1] * 1000:.0f} ms" for k in names if samples[k] and r),
+                flush=True)
+
+        rows = []
+        silo_ms = median_s(samples["silo"]) * 1000
+        for name in names:
+            ms = median_s(samples[name]) * 1000
+            rows.append([name, f"{ms:.0f}", f"{min(samples[name]) * 1000:.0f}",
+                         f"{max(samples[name]) * 1000:.0f}",
+                         f"{args.mb / (ms / 1000):.0f}",
+                         "" if name == "silo" else f"{silo_ms / ms:.2f}"])
+        print()
+        print_table(["pull", "median ms", "min ms", "max ms", "MB/s", "silo/peer"], rows)
+
+        create, remove = rootfs_times(workdir, registry, args.rootfs_runs)
+        print(f"\n20-layer image, {args.rootfs_runs} runs: create_rootfs median "
+              f"{create * 1000:.1f} ms, remove_rootfs median {remove * 1000:.1f} ms")
+    except Failure as e:
+        print(f"failed: {e}", file=sys.stderr)
+        return 1
+    finally:
+        registry.stop()
+        peers.remove_tree(workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
