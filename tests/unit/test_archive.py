@@ -740,3 +740,24 @@ def test_an_index_of_no_image(tmp_path: Path, store: FakeStore) -> None:
     members = layout_members(index=b'{"schemaVersion": 2, "manifests": []}')
     with pytest.raises(InvalidArgument, match=r"index\.json: names no image"):
         archive.load(store, str(write_tar(tmp_path / "x.tar", members)))
+
+
+def test_manifests_for_several_platforms_under_one_name_give_the_one_asked_for(
+        tmp_path: Path, store: FakeStore) -> None:
+    """A multi-platform layout written without a nested index: each top-level entry is a
+    manifest with its platform, all under one name. One image is loaded, not one per
+    platform each taking the name from the last."""
+    host, other = build(1, tag="host"), build(1, tag="other")
+    index = json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": mediatypes.OCI_MANIFEST, "digest": b.digest, "size": len(b.manifest),
+         "platform": p, "annotations": {"org.opencontainers.image.ref.name": NAME}}
+        for b, p in [(host, platforms.host().to_dict()),
+                     (other, {"os": "linux", "architecture": "s390x"})]]}).encode()
+    path = write_tar(tmp_path / "multi.tar", layout_members((host, None), (other, None),
+                                                           index=index))
+    [img] = archive.load(store, str(path))
+    assert (img.id, img.names) == (host.id, (NAME,))
+    [img] = archive.load(store, str(path), platform="linux/s390x")
+    assert img.id == other.id
+    with pytest.raises(NotFound, match=r"index\.json: .*riscv64"):
+        archive.load(FakeStore(), str(path), platform="linux/riscv64")

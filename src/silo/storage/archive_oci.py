@@ -19,7 +19,7 @@ from silo.errors import InvalidArgument, NotSupported, SiloError, invalid
 from silo.storage import mediatypes, reference
 from silo.storage import platform as platforms
 from silo.storage.archive_io import OP_LOAD, Files, Writer, read_small
-from silo.storage.descriptor import Descriptor, hex_of, parse_index, parse_manifest
+from silo.storage.descriptor import Descriptor, Index, hex_of, parse_index, parse_manifest
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -111,6 +111,29 @@ def _names(desc: Descriptor, where: str, obj: str) -> list[str]:
     return check_names([name], f"{where}.annotations[{key}]", obj)
 
 
+def _entries(index: Index, want: Platform | None, obj: str
+             ) -> list[tuple[int, Descriptor, list[str]]]:
+    """The index entries to load, with their names: all of them, except that of manifests for
+    several platforms under one name (a multi-platform layout written without a nested
+    index, as some build tools do) only the one for ``want`` is kept."""
+    entries = [(i, d, _names(d, f"index.json manifests[{i}]", obj))
+               for i, d in enumerate(index.manifests)]
+    groups: dict[tuple[str, ...], list[Descriptor]] = {}
+    for _, d, names in entries:
+        if d.platform is not None and mediatypes.is_manifest(d.media_type):
+            groups.setdefault(tuple(names), []).append(d)
+    dropped: set[str] = set()
+    for descs in groups.values():
+        if len({d.platform for d in descs}) < 2:
+            continue
+        try:
+            pick = platforms.select(Index(index.media_type, tuple(descs)), want)
+        except SiloError as e:
+            raise reword(e, "index.json", obj) from e
+        dropped.update(d.digest for d in descs if d.digest != pick.digest)
+    return [e for e in entries if e[1].digest not in dropped]
+
+
 def read_layout(files: Files, want: Platform | None) -> list[Found]:
     """Every image of the layout's index (an index inside it gives its ``want`` platform),
     one per manifest, with the names the index entries give it."""
@@ -127,9 +150,8 @@ def read_layout(files: Files, want: Platform | None) -> list[Found]:
     except (InvalidArgument, NotSupported) as e:
         raise reword(e, "index.json", files.where) from e
     found: dict[str, Found] = {}
-    for i, top in enumerate(index.manifests):
+    for i, top, names in _entries(index, want, files.where):
         where = f"index.json manifests[{i}]"
-        names = _names(top, where, files.where)
         desc = top
         for _ in range(_NESTED_MAX):
             if not mediatypes.is_index(desc.media_type):
