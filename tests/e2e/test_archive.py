@@ -146,6 +146,35 @@ def test_oci_archive_from_skopeo_loads_to_the_same_image(tmp_path: Path, source:
     assert os.readlink(os.path.join(top, "srv/link")) == "data"
 
 
+class Recorder:
+    """A Progress that keeps what it was told, per blob."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.bytes: dict[str, int] = {}
+
+    def start(self, desc: Any, what: str) -> None:
+        self.events.append((desc.digest, what))
+
+    def advance(self, desc: Any, nbytes: int) -> None:
+        self.bytes[desc.digest] = self.bytes.get(desc.digest, 0) + nbytes
+
+    def done(self, desc: Any) -> None:
+        self.events.append((desc.digest, "done"))
+
+
+def test_load_reports_progress_per_layer(tmp_path: Path, source: Source,
+                                         store: ImageStore) -> None:
+    first, second = Recorder(), Recorder()
+    archive.load(store, str(source.layout), progress=first)
+    for digest in source.layer_digests:
+        assert (digest, "download") in first.events and (digest, "done") in first.events
+        size = (source.layout / "blobs" / "sha256" / digest.split(":")[1]).stat().st_size
+        assert first.bytes[digest] == size
+    archive.load(store, str(source.layout), progress=second)  # all there: nothing is read
+    assert {(d, "exists") for d in source.layer_digests} <= set(second.events)
+
+
 def test_saved_oci_archive_is_read_and_copied_by_skopeo(tmp_path: Path, source: Source,
                                                         store: ImageStore) -> None:
     [img] = archive.load(store, str(source.layout), names=[NAME])
