@@ -458,3 +458,33 @@ def test_a_bomb_streams_through_in_bounded_memory(dest: Path, compression: str) 
         tracemalloc.stop()
     assert size == 32 * 1024 * 1024 == (dest / "zeros").stat().st_size
     assert peak < 8 * 1024 * 1024   # never the whole layer, nor a whole file, in memory
+
+
+def zstd_frames() -> bytes:
+    """Two frames with checksums and no content size, a skippable frame, an empty frame."""
+    c = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=False)
+    skippable = b"\x5a\x2a\x4d\x18" + (3).to_bytes(4, "little") + b"abc"
+    tar = SAMPLE.tar()
+    return (skippable + c.compress(tar[:5000]) + zstandard.ZstdCompressor().compress(b"")
+            + c.compress(tar[5000:]))
+
+
+def test_zstd_frames_of_every_kind(dest: Path) -> None:
+    assert run(zstd_frames(), dest, OCI_ZSTD).diff_id == diff_id(SAMPLE.tar())
+    assert (dest / "etc/hostname").read_bytes() == b"silo\n"
+
+
+@pytest.mark.parametrize("cut", [1, 4, 9, 12, 30, 200])
+def test_zstd_cut_anywhere_inside_a_frame_is_truncated(dest: Path, cut: int) -> None:
+    with pytest.raises(InvalidArgument, match="truncated zstd stream"):
+        run(zstd_frames()[:-cut], dest, OCI_ZSTD)
+
+
+def test_zstd_followed_by_garbage_is_corrupt(dest: Path) -> None:
+    with pytest.raises(InvalidArgument, match="corrupt zstd stream: not a zstd frame"):
+        run(blob(SAMPLE.tar(), "zstd") + b"garbage!", dest, OCI_ZSTD)
+
+
+def test_gzip_followed_by_garbage_is_corrupt(dest: Path) -> None:
+    with pytest.raises(InvalidArgument, match="corrupt gzip stream"):
+        run(blob(SAMPLE.tar(), "gzip") + b"garbage!", dest, OCI_GZIP)

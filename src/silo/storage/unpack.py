@@ -302,10 +302,15 @@ class _ZstdFrames:
             self._last = False
 
 
+def _skippable_zstd(head: bytes) -> bool:
+    """A zstd skippable frame (magic 0x184D2A5?), as zstd:chunked layers may carry."""
+    return len(head) >= 4 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18"
+
+
 def _decoder_for(head: bytes) -> _Decoder:
     if head.startswith(_GZIP_MAGIC):
         return _Gzip()
-    if head.startswith(_ZSTD_MAGIC):
+    if head.startswith(_ZSTD_MAGIC) or _skippable_zstd(head):
         return _Zstd()
     for magic, name in _UNSUPPORTED_MAGIC.items():
         if head.startswith(magic):
