@@ -71,6 +71,9 @@ class Silod:
         self.host = f"unix://{self.sock}"
         self.tag = f"silo-test-{uuid.uuid4().hex[:12]}"
         self.cgroup_parent = "/" + self.tag
+        # Its own names for interfaces, netns files and nft tables: a start rebuilds the
+        # network and removes what carries its prefix, so it must never share one.
+        self.network_prefix = "t" + uuid.uuid4().hex[:4]
         self.log_path = top / "silod.log"
         self.proc: subprocess.Popen[bytes] | None = None
         (self.data / "images").mkdir(parents=True)
@@ -84,7 +87,8 @@ class Silod:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(SILOD), "--foreground", "--data-dir", str(self.data), "--run-dir",
-                 str(self.run), "--cgroup-parent", self.cgroup_parent, "--log-level", "debug"],
+                 str(self.run), "--cgroup-parent", self.cgroup_parent, "--log-level", "debug",
+                 "--network-prefix", self.network_prefix],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + timeout
         client = self.client(timeout=2.0)
@@ -232,7 +236,18 @@ class Silod:
         return problems
 
     def _scrub(self) -> None:
-        """Remove by force whatever is left: processes, mounts, cgroups."""
+        """Remove by force whatever is left: processes, mounts, cgroups, and the network's
+        interfaces, netns files and nft tables (silod leaves them for its containers)."""
+        from silo.network.datapath import DataPath
+
+        datapath = DataPath(prefix=self.network_prefix, run_dir=str(self.run))
+        try:
+            datapath.teardown()
+        except SiloError:
+            pass
+        finally:
+            with contextlib.suppress(AttributeError):
+                datapath.close()
         for pid in self.monitors():
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)

@@ -65,10 +65,12 @@ class HostNetworkService:
         self._docs: dict[str, dict[str, Doc]] = {k: {} for k in KINDS}
 
     def close(self) -> None:
-        """Let go of the store (the host keeps what the data path made: containers run on)."""
-        close = getattr(self.store, "close", None)
-        if close is not None:
-            close()
+        """Let go of the store and the data path's sockets (the host keeps what the data path
+        made: containers run on)."""
+        for part in (self.store, self.datapath):
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
 
     # -- start ------------------------------------------------------------------------------
 
@@ -383,8 +385,10 @@ class HostNetworkService:
         namespace of its own, with ``port_mappings`` (PortMapping Settings:
         ``{"Protocol": 6|17, "InternalPort", "ExternalPort", "VIP"?}``); the netns path to
         join. A second call for the same container adds an endpoint (eth1, ...) to the same
-        namespace. All or nothing."""
-        policies = [{"Type": "PortMapping", "Settings": dict(m)} for m in port_mappings]
+        namespace. All or nothing. A mapping without ``Flags`` gets LocalRoutedVip (1), so that
+        it answers on the host's own addresses and 127.0.0.1 too, as ``docker run -p`` does."""
+        policies = [{"Type": "PortMapping", "Settings": {"Flags": 1, **m}}
+                    for m in port_mappings]
         with self._lock:
             if network_ref == DEFAULT_NETWORK:
                 self.ensure_default()
