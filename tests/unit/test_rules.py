@@ -36,23 +36,26 @@ EP: dict[str, Any] = {
         {"Type": "OutBoundNAT", "Settings": {"Exceptions": ["10.0.0.0/8"]}}]}
 
 GOLDEN_EP_ADD = """\
-add counter inet silo drop_e0e1e2e3e4_in
-add counter inet silo drop_e0e1e2e3e4_out
-add set inet silo acl_e0e1e2e3e4_in_0_4p { type inet_proto . ipv4_addr . ipv4_addr . inet_service . inet_service; flags interval; }
-add element inet silo acl_e0e1e2e3e4_in_0_4p { tcp . 10.9.0.0/16 . 0.0.0.0/0 . 0-65535 . 22 }
-add set inet silo acl_e0e1e2e3e4_in_1_4p { type inet_proto . ipv4_addr . ipv4_addr . inet_service . inet_service; flags interval; }
-add element inet silo acl_e0e1e2e3e4_in_1_4p { tcp . 0.0.0.0/0 . 0.0.0.0/0 . 0-65535 . 22 }
-add chain inet silo acl_e0e1e2e3e4_in
-add rule inet silo acl_e0e1e2e3e4_in meta l4proto . ip saddr . ip daddr . th sport . th dport @acl_e0e1e2e3e4_in_0_4p return
-add rule inet silo acl_e0e1e2e3e4_in meta l4proto . ip saddr . ip daddr . th sport . th dport @acl_e0e1e2e3e4_in_1_4p counter name "drop_e0e1e2e3e4_in" drop
-add rule inet silo acl_e0e1e2e3e4_in meta l4proto { tcp, udp, icmp, ipv6-icmp, igmp } return
-add rule inet silo acl_e0e1e2e3e4_in counter name "drop_e0e1e2e3e4_in" drop
-add chain inet silo acl_e0e1e2e3e4_out
-add rule inet silo acl_e0e1e2e3e4_out return
-add chain inet silo snat_e0e1e2e3e4
-add rule inet silo snat_e0e1e2e3e4 oifname @bridges accept
-add rule inet silo snat_e0e1e2e3e4 ip daddr { 10.0.0.0/8 } accept
-add rule inet silo snat_e0e1e2e3e4 masquerade
+table inet silo {
+	counter drop_e0e1e2e3e4_in { }
+	counter drop_e0e1e2e3e4_out { }
+	set acl_e0e1e2e3e4_in_0_4p { type inet_proto . ipv4_addr . ipv4_addr . inet_service . inet_service; flags interval; elements = { tcp . 10.9.0.0/16 . 0.0.0.0/0 . 0-65535 . 22 } }
+	set acl_e0e1e2e3e4_in_1_4p { type inet_proto . ipv4_addr . ipv4_addr . inet_service . inet_service; flags interval; elements = { tcp . 0.0.0.0/0 . 0.0.0.0/0 . 0-65535 . 22 } }
+	chain acl_e0e1e2e3e4_in {
+		meta l4proto . ip saddr . ip daddr . th sport . th dport @acl_e0e1e2e3e4_in_0_4p return
+		meta l4proto . ip saddr . ip daddr . th sport . th dport @acl_e0e1e2e3e4_in_1_4p counter name "drop_e0e1e2e3e4_in" drop
+		meta l4proto { tcp, udp, icmp, ipv6-icmp, igmp } return
+		counter name "drop_e0e1e2e3e4_in" drop
+	}
+	chain acl_e0e1e2e3e4_out {
+		return
+	}
+	chain snat_e0e1e2e3e4 {
+		oifname @bridges accept
+		ip daddr { 10.0.0.0/8 } accept
+		masquerade
+	}
+}
 add element inet silo acl_in4 { 10.1.2.5 : jump acl_e0e1e2e3e4_in }
 add element inet silo acl_out4 { 10.1.2.5 : jump acl_e0e1e2e3e4_out }
 add element inet silo snat4 { 10.1.2.5 : jump snat_e0e1e2e3e4 }
@@ -85,12 +88,16 @@ delete counter inet silo drop_e0e1e2e3e4_out
 """
 
 GOLDEN_NET = """\
-add chain inet silo masq_0a0b0c0d
-add rule inet silo masq_0a0b0c0d oifname @bridges accept
-add rule inet silo masq_0a0b0c0d ip saddr { 10.1.2.0/24 } masquerade
+table inet silo {
+	chain masq_0a0b0c0d {
+		oifname @bridges accept
+		masquerade
+	}
+}
 add element inet silo bridges { "silobr0a0b0c0d" }
 add element inet silo same_net { "silobr0a0b0c0d" . "silobr0a0b0c0d" }
-add element inet silo masq { "silobr0a0b0c0d" : jump masq_0a0b0c0d }
+add element inet silo hairpin4 { 10.1.2.0/24 . "silobr0a0b0c0d" }
+add element inet silo masq4 { 10.1.2.0/24 : jump masq_0a0b0c0d }
 """
 
 GOLDEN_RENDER = """\
@@ -162,7 +169,13 @@ def test_full_script_replaces_both_tables_then_adds_every_part() -> None:
     lines = text.splitlines()
     assert lines[:4] == ["add table inet silo", "delete table inet silo",
                          "add table bridge silo", "delete table bridge silo"]
-    assert text.endswith(GOLDEN_NET + GOLDEN_EP_ADD)
+    # every object in the one block (see Part.add_lines), then the elements
+    assert "\tchain masq_0a0b0c0d {" in text and "\tchain acl_e0e1e2e3e4_in {" in text
+    assert text.count("table inet silo {") == 1
+    net, ep = specs()
+    elements = compiler.network_part(net).element_lines("silo") + \
+        compiler.endpoint_part(net, ep).element_lines("silo")
+    assert text.endswith(compiler.script(elements))
 
 
 def test_prefix_names_every_object() -> None:

@@ -34,7 +34,7 @@ from silo.kernel.netlink import Netlink, check_ifname
 from silo.kernel.nftables import Nft
 from silo.network import names
 from silo.network.drivers import driver_for
-from silo.network.drivers.base import Driver, Host, host_sysctl
+from silo.network.drivers.base import Driver, Host
 from silo.network.rules import compiler, render
 from silo.network.rules.compiler import Part, script
 from silo.network.rules.model import EndpointSpec, NetworkSpec, endpoint_spec, network_spec
@@ -54,8 +54,12 @@ class DataPath:
     """
 
     def __init__(self, *, prefix: str = "silo", run_dir: str = "/run/silo",
-                 netlink: Netlink | None = None, nft: Nft | None = None) -> None:
+                 netlink: Netlink | None = None, nft: Nft | None = None,
+                 host_netns: str | None = None) -> None:
+        """``host_netns``: the network namespace that plays the host (a path; None: the
+        caller's). The tests and the benchmark run a whole host inside one."""
         self.prefix = names.check_prefix(prefix)
+        self.host_netns = host_netns
         self.run_dir = run_dir.rstrip("/") or "/"
         self._netlink = netlink
         self._nft = nft
@@ -68,22 +72,38 @@ class DataPath:
         self._ready = False
         self._v6 = False
 
+    def close(self) -> None:
+        """Close the netlink socket and the nft context this instance opened."""
+        with self._lock:
+            if self._netlink is not None:
+                self._netlink.close()
+                self._netlink = None
+            if self._nft is not None:
+                self._nft.close()
+                self._nft = None
+
+    def __enter__(self) -> DataPath:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- plumbing ------------------------------------------------------------------------------
 
     @property
     def netlink(self) -> Netlink:
         if self._netlink is None:
-            self._netlink = Netlink()
+            self._netlink = Netlink(self.host_netns)
         return self._netlink
 
     @property
     def nft(self) -> Nft:
         if self._nft is None:
-            self._nft = Nft()
+            self._nft = Nft(self.host_netns)
         return self._nft
 
     def _host(self) -> Host:
-        return Host(self.netlink, self.prefix)
+        return Host(self.netlink, self.prefix, self.host_netns)
 
     def _network(self, net: Doc) -> tuple[Driver, NetworkSpec]:
         if not isinstance(net, dict):
@@ -92,14 +112,15 @@ class DataPath:
         return driver, network_spec(net, self.prefix, driver.traits)
 
     def _sysctls(self, v6: bool) -> None:
-        host_sysctl("net.ipv4.ip_forward", 1)
+        host = self._host()
+        host.sysctl("net.ipv4.ip_forward", 1)
         if not os.path.exists(netns.sysctl_path("net.bridge.bridge-nf-call-iptables")):
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 subprocess.run(["modprobe", "br_netfilter"], capture_output=True, timeout=10)
-        host_sysctl("net.bridge.bridge-nf-call-iptables", 1)
-        host_sysctl("net.bridge.bridge-nf-call-ip6tables", 1)
+        host.sysctl("net.bridge.bridge-nf-call-iptables", 1)
+        host.sysctl("net.bridge.bridge-nf-call-ip6tables", 1)
         if v6 and not self._v6:
-            host_sysctl("net.ipv6.conf.all.forwarding", 1)
+            host.sysctl("net.ipv6.conf.all.forwarding", 1)
             self._v6 = True
 
     def _ensure_table(self) -> None:
@@ -234,7 +255,7 @@ class DataPath:
             driver.attach(host, nspec, espec, netns_path, ifname)
             try:
                 if espec.policies.max_bytes_per_sec:
-                    _qos(espec.host_veth, espec.policies.max_bytes_per_sec)
+                    _qos(self.host_netns, espec.host_veth, espec.policies.max_bytes_per_sec)
                 part = compiler.endpoint_part(self._nets[nspec.id], espec)
                 self._apply(part.add_lines(self.prefix))
             except BaseException:
@@ -280,7 +301,7 @@ class DataPath:
             path, ifname = self._ep_netns[espec.id]
             self._update_routes(path, ifname, old, espec)
             if old.policies.max_bytes_per_sec != espec.policies.max_bytes_per_sec:
-                _qos(espec.host_veth, espec.policies.max_bytes_per_sec)
+                _qos(self.host_netns, espec.host_veth, espec.policies.max_bytes_per_sec)
 
     @staticmethod
     def _update_routes(path: str, ifname: str, old: EndpointSpec, new: EndpointSpec) -> None:
@@ -395,7 +416,7 @@ class DataPath:
                         _remove_in(path, ifname)
                     driver.attach(host, nspec, espec, path, ifname)
                 if espec.policies.max_bytes_per_sec:
-                    _qos(espec.host_veth, espec.policies.max_bytes_per_sec)
+                    _qos(self.host_netns, espec.host_veth, espec.policies.max_bytes_per_sec)
                 self._eps[espec.id] = espec
                 self._ep_parts[espec.id] = compiler.endpoint_part(nspec, espec)
                 self._ep_netns[espec.id] = (path, ifname)
@@ -434,18 +455,20 @@ def _remove_in(path: str, ifname: str) -> None:
         inner.ensure_link_deleted(ifname)
 
 
-def _qos(ifname: str, bytes_per_sec: int | None) -> None:
+def _qos(host_netns: str | None, ifname: str, bytes_per_sec: int | None) -> None:
     """The QOS policy: the container's outgoing traffic (the host end's ingress) policed to
     ``bytes_per_sec``; None removes the limit.
 
     Stand-in until silo.kernel.tc lands: the ``tc`` command."""
-    tc = shutil.which("tc") or "/usr/sbin/tc"
-    subprocess.run([tc, "qdisc", "del", "dev", ifname, "ingress"], capture_output=True)
+    tc = [shutil.which("tc") or "/usr/sbin/tc"]
+    if host_netns is not None:
+        tc = ["nsenter", f"--net={host_netns}", *tc]
+    subprocess.run([*tc, "qdisc", "del", "dev", ifname, "ingress"], capture_output=True)
     if not bytes_per_sec:
         return
     burst = max(bytes_per_sec // 10, 16 * 1024)
-    for argv in ([tc, "qdisc", "add", "dev", ifname, "handle", "ffff:", "ingress"],
-                 [tc, "filter", "add", "dev", ifname, "parent", "ffff:", "matchall",
+    for argv in ([*tc, "qdisc", "add", "dev", ifname, "handle", "ffff:", "ingress"],
+                 [*tc, "filter", "add", "dev", ifname, "parent", "ffff:", "matchall",
                   "action", "police", "rate", f"{bytes_per_sec * 8}bit", "burst",
                   str(burst), "conform-exceed", "drop"]):
         done = subprocess.run(argv, capture_output=True, text=True)

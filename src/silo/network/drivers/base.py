@@ -31,10 +31,18 @@ DEFAULT_MTU = 1500
 
 @dataclass
 class Host:
-    """What a driver works with: the host's netlink socket and the data path's prefix."""
+    """What a driver works with: the host's netlink socket, the data path's prefix, and the
+    host's network namespace (None: the caller's; tests run a whole "host" in a netns)."""
 
     netlink: Netlink
     prefix: str
+    netns: str | None = None
+
+    def sysctl(self, key: str, value: str | int) -> None:
+        if self.netns is None:
+            host_sysctl(key, value)
+        else:
+            netns.sysctl_in(self.netns, key, value)
 
 
 class Driver(Protocol):
@@ -91,8 +99,8 @@ def host_sysctl(key: str, value: str | int) -> None:
         raise NotFound(f"no sysctl {key}", op="sysctl::set", obj=key) from err
 
 
-def bridge_sysctl(bridge: str, family: str, key: str, value: str | int) -> None:
-    host_sysctl(f"net.{family}.conf.{bridge}.{key}", value)
+def bridge_sysctl(host: Host, ifname: str, family: str, key: str, value: str | int) -> None:
+    host.sysctl(f"net.{family}.conf.{ifname}.{key}", value)
 
 
 class BridgeDriver:

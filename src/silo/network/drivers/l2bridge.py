@@ -25,11 +25,11 @@ class L2BridgeDriver(BridgeDriver):
 
     def setup_bridge(self, host: Host, net: NetworkSpec, undo: Undo) -> None:
         uplink = need_adapter(net, host)
-        bridge_sysctl(net.bridge, "ipv4", "proxy_arp", 1)
-        bridge_sysctl(uplink, "ipv4", "proxy_arp", 1)
+        bridge_sysctl(host, net.bridge, "ipv4", "proxy_arp", 1)
+        bridge_sysctl(host, uplink, "ipv4", "proxy_arp", 1)
         if any(s.version == 6 for s in net.subnets):
-            bridge_sysctl(net.bridge, "ipv6", "proxy_ndp", 1)
-            bridge_sysctl(uplink, "ipv6", "proxy_ndp", 1)
+            bridge_sysctl(host, net.bridge, "ipv6", "proxy_ndp", 1)
+            bridge_sysctl(host, uplink, "ipv6", "proxy_ndp", 1)
 
     def plug(self, host: Host, net: NetworkSpec, ep: EndpointSpec, undo: Undo) -> None:
         nl = host.netlink

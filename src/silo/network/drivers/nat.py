@@ -15,4 +15,4 @@ class NatDriver(BridgeDriver):
         # A LocalRoutedVip mapping DNATs 127.0.0.1 to a container: the packet leaves by the
         # bridge with a 127/8 source, which the kernel drops as martian unless allowed here
         # (the postrouting masquerade then gives it the gateway's address).
-        bridge_sysctl(net.bridge, "ipv4", "route_localnet", 1)
+        bridge_sysctl(host, net.bridge, "ipv4", "route_localnet", 1)

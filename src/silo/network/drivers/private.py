@@ -15,7 +15,7 @@ class PrivateDriver(BridgeDriver):
 
     def setup_bridge(self, host: Host, net: NetworkSpec, undo: Undo) -> None:
         # Not even an IPv6 link-local address: the host has no presence on this network.
-        bridge_sysctl(net.bridge, "ipv6", "disable_ipv6", 1)
+        bridge_sysctl(host, net.bridge, "ipv6", "disable_ipv6", 1)
 
     def default_gateways(self, net: NetworkSpec, ep: EndpointSpec) -> list[Addr]:
         return []

@@ -42,7 +42,10 @@ SKELETON_INET = """\
 	set same_net { type ifname . ifname; }
 	set closed { type ifname; }
 	set hostless { type ifname; }
-	map masq { type ifname : verdict; }
+	set hairpin4 { type ipv4_addr . ifname; flags interval; }
+	set hairpin6 { type ipv6_addr . ifname; flags interval; }
+	map masq4 { type ipv4_addr : verdict; flags interval; }
+	map masq6 { type ipv6_addr : verdict; flags interval; }
 	map pm4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
 	map pmany4 { type inet_proto . inet_service : ipv4_addr . inet_service; }
 	map pml4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
@@ -74,10 +77,12 @@ SKELETON_INET = """\
 	chain nat_postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		oifname @bridges ip saddr 127.0.0.0/8 masquerade
-		ct status dnat iifname . oifname @same_net masquerade
+		ct status dnat ip saddr . oifname @hairpin4 masquerade
+		ct status dnat ip6 saddr . oifname @hairpin6 masquerade
 		ip saddr vmap @snat4
 		ip6 saddr vmap @snat6
-		iifname vmap @masq
+		ip saddr vmap @masq4
+		ip6 saddr vmap @masq6
 	}
 	chain isolation {
 		iifname @closed oifname != @bridges drop
@@ -143,21 +148,30 @@ class Part:
     # family, set/map name, element, create (refuse a key that exists)
     elements: list[tuple[str, str, str, bool]] = field(default_factory=list)
 
-    def add_lines(self, prefix: str) -> list[str]:
-        out = []
-        for name in self.counters:
-            out.append(f"add counter inet {prefix} {name}")
+    def objects(self) -> list[str]:
+        """Its counters, sets and chains as lines of a table block."""
+        block = [f"\tcounter {name} {{ }}" for name in self.counters]
         for name, decl, elems in self.sets:
-            out.append(f"add set inet {prefix} {name} {{ {decl}; }}")
-            if elems:
-                out.append(f"add element inet {prefix} {name} {{ {', '.join(elems)} }}")
+            block.append(f"\tset {name} {{ {decl}; elements = {{ {', '.join(elems)} }} }}"
+                         if elems else f"\tset {name} {{ {decl}; }}")
         for name, rules in self.chains:
-            out.append(f"add chain inet {prefix} {name}")
-            out.extend(f"add rule inet {prefix} {name} {rule}" for rule in rules)
-        for fam, target, elem, create in self.elements:
-            verb = "create" if create else "add"
-            out.append(f"{verb} element {fam} {prefix} {target} {{ {elem} }}")
-        return out
+            block.append(f"\tchain {name} {{")
+            block += [f"\t\t{rule}" for rule in rules]
+            block.append("\t}")
+        return block
+
+    def element_lines(self, prefix: str) -> list[str]:
+        return [f"{'create' if create else 'add'} element {fam} {prefix} {target} {{ {elem} }}"
+                for fam, target, elem, create in self.elements]
+
+    def add_lines(self, prefix: str) -> list[str]:
+        """Its own objects as a table block, then its elements. (nft 1.0.6 cannot resolve a
+        jump, from an element of an interval map made in the same transaction, to a chain
+        declared in a later block or command; :func:`full_script` puts all objects in one
+        block.)"""
+        objects = self.objects()
+        head = ["\n".join([f"table inet {prefix} {{", *objects, "}"])] if objects else []
+        return head + self.element_lines(prefix)
 
     def delete_lines(self, prefix: str) -> list[str]:
         out = []
@@ -198,17 +212,15 @@ def network_part(net: NetworkSpec) -> Part:
         part.elements.append(("inet", "closed", br, False))
     if not net.traits.host_reach:
         part.elements.append(("inet", "hostless", br, False))
+    # Postrouting knows no input interface: a network's traffic is known by its subnets.
+    for subnet in net.subnets:
+        part.elements.append(("inet", f"hairpin{subnet.version}", f"{subnet} . {br}", False))
     if net.traits.masquerade:
         chain = f"masq_{net.short}"
-        rules = ["oifname @bridges accept"]
-        v4 = [s for s in net.subnets if s.version == 4]
-        v6 = [s for s in net.subnets if s.version == 6]
-        if v4:
-            rules.append(f"ip saddr {_set(v4)} masquerade")
-        if v6:
-            rules.append(f"ip6 saddr {_set(v6)} masquerade")
-        part.chains.append((chain, rules))
-        part.elements.append(("inet", "masq", f"{br} : jump {chain}", False))
+        part.chains.append((chain, ["oifname @bridges accept", "masquerade"]))
+        for subnet in net.subnets:
+            part.elements.append(("inet", f"masq{subnet.version}",
+                                  f"{subnet} : jump {chain}", False))
     return part
 
 
@@ -378,16 +390,17 @@ def endpoint_part(net: NetworkSpec, ep: EndpointSpec) -> Part:
 def full_script(prefix: str, nets: list[NetworkSpec], eps: list[EndpointSpec]) -> str:
     """The whole state: both tables replaced in one transaction."""
     by_id = {n.id: n for n in nets}
+    parts = [network_part(n) for n in nets] + \
+        [endpoint_part(by_id[e.network_id], e) for e in eps]
+    objects = "".join(line + "\n" for part in parts for line in part.objects())
     lines = [
         f"add table inet {prefix}", f"delete table inet {prefix}",
         f"add table bridge {prefix}", f"delete table bridge {prefix}",
-        f"table inet {prefix} {{\n{SKELETON_INET}}}",
+        f"table inet {prefix} {{\n{SKELETON_INET}{objects}}}",
         f"table bridge {prefix} {{\n{SKELETON_BRIDGE}}}",
     ]
-    for n in nets:
-        lines += network_part(n).add_lines(prefix)
-    for e in eps:
-        lines += endpoint_part(by_id[e.network_id], e).add_lines(prefix)
+    for part in parts:
+        lines += part.element_lines(prefix)
     return script(lines)
 
 

@@ -1,0 +1,213 @@
+"""The data path with real traffic: NAT, port mappings, outbound NAT, Internal, Private,
+isolation between networks, IPv6, failure atomicity, rebuild. Every test builds its own lab
+(a netns as the host, containers' and a LAN's netns off it) and removes it."""
+
+from __future__ import annotations
+
+import pytest
+
+from silo.errors import AlreadyExists, InvalidArgument, SiloError
+from silo.kernel.netlink import Netlink
+from silo.kernel.nftables import Nft
+from tests.kernel.test_datapath_lab import Lab, requires_lab
+
+pytestmark = [pytest.mark.kernel, requires_lab]
+
+
+def test_nat_tcp_udp_icmp_between_containers_and_the_gateway() -> None:
+    with Lab() as lab:
+        net = lab.network("NAT")
+        a, b = lab.endpoint(net, 2), lab.endpoint(net, 3)
+        gw = net["Linux"]["Gateways"][0]
+        lab.serve(b.path, 8000)
+        lab.serve(b.path, 8001, "udp")
+        lab.serve(lab.host, 8002)
+        assert lab.reach(a.path, b.ip, 8000) == a.ip
+        assert lab.reach(a.path, b.ip, 8001, "udp") == a.ip
+        assert lab.reach(a.path, gw, 8002) == a.ip
+        assert lab.ping(a.path, b.ip) and lab.ping(a.path, gw)
+        assert lab.ping(lab.host, a.ip)
+        counters = lab.dp.counters(a.doc)
+        assert counters["PacketsSent"] > 0 and counters["BytesReceived"] > 0
+
+
+def test_port_mappings_from_the_lan_the_host_localhost_and_another_container() -> None:
+    with Lab() as lab:
+        _uplink, lan = lab.lan("192.168.77.1/24", "192.168.77.2/24")
+        net = lab.network("NAT")
+        web = lab.endpoint(net, 2, policies=[
+            {"Type": "PortMapping", "Settings": {"Protocol": 6, "InternalPort": 80,
+                                                 "ExternalPort": 8080, "Flags": 1}},
+            {"Type": "PortMapping", "Settings": {"Protocol": 17, "InternalPort": 53,
+                                                 "ExternalPort": 5353}}])
+        other = lab.endpoint(net, 3)
+        lab.serve(web.path, 80)
+        lab.serve(web.path, 53, "udp")
+        gw = net["Linux"]["Gateways"][0]
+        # a remote on the LAN, to the host's LAN address: it is seen as itself
+        assert lab.reach(lan, "192.168.77.1", 8080) == "192.168.77.2"
+        assert lab.reach(lan, "192.168.77.1", 5353, "udp") == "192.168.77.2"
+        # the host itself, on its own addresses and on 127.0.0.1 (LocalRoutedVip)
+        assert lab.reach(lab.host, "192.168.77.1", 8080) is not None
+        assert lab.reach(lab.host, "127.0.0.1", 8080) == gw
+        # without LocalRoutedVip, the host itself is not served
+        assert lab.reach(lab.host, "127.0.0.1", 5353, "udp") is None
+        # hairpin: another container through the host's address sees the mapping
+        assert lab.reach(other.path, gw, 8080) == gw
+        assert lab.reach(other.path, "192.168.77.1", 8080) is not None
+        # unmapped ports are not forwarded
+        assert lab.reach(lan, "192.168.77.1", 8081) is None
+
+
+def test_a_host_port_is_mapped_once() -> None:
+    with Lab() as lab:
+        net = lab.network("NAT")
+        pm = {"Type": "PortMapping", "Settings": {"Protocol": 6, "InternalPort": 80,
+                                                  "ExternalPort": 8080}}
+        lab.endpoint(net, 2, policies=[pm])
+        with Nft(lab.host) as nft:
+            before = nft.run(f"list table inet {lab.prefix}")
+        for policies in ([pm], [{"Type": "PortMapping", "Settings": {
+                "Protocol": 6, "InternalPort": 81, "ExternalPort": 8080,
+                "VIP": "192.0.2.10"}}]):
+            with pytest.raises(AlreadyExists) as err:
+                lab.endpoint(net, 3, policies=policies)
+            assert err.value.field == "Policies[0].Settings.ExternalPort"
+        # the same port over UDP is another mapping
+        lab.endpoint(net, 4, policies=[{"Type": "PortMapping", "Settings": {
+            "Protocol": 17, "InternalPort": 80, "ExternalPort": 8080}}])
+        with Nft(lab.host) as nft:
+            after = nft.run(f"list table inet {lab.prefix}")
+        assert "udp . 8080" in after and before.count("tcp . 8080") == after.count("tcp . 8080")
+        with Netlink(lab.host) as nl:
+            assert len([x for x in nl.links() if x.name.startswith(lab.prefix)
+                        and x.kind == "veth"]) == 2
+
+
+def test_outbound_nat_to_the_lan_and_its_exceptions() -> None:
+    with Lab() as lab:
+        _uplink, lan = lab.lan("192.168.78.1/24", "192.168.78.2/24")
+        lab.run(lan, "ip", "route", "add", f"10.{lab.octet}.0.0/16", "via", "192.168.78.1")
+        net = lab.network("NAT")
+        masked = lab.endpoint(net, 2)
+        excepted = lab.endpoint(net, 3, policies=[{"Type": "OutBoundNAT", "Settings": {
+            "Exceptions": ["192.168.78.0/24"]}}])
+        lab.serve(lan, 9000)
+        assert lab.reach(masked.path, "192.168.78.2", 9000) == "192.168.78.1"
+        assert lab.reach(excepted.path, "192.168.78.2", 9000) == excepted.ip
+        assert lab.ping(masked.path, "192.168.78.2")
+        # the exception is removed in place: NATed again
+        excepted.doc["Policies"] = []
+        lab.dp.update_endpoint(net, excepted.doc)
+        assert lab.reach(excepted.path, "192.168.78.2", 9000) == "192.168.78.1"
+
+
+def test_internal_has_no_way_out_and_private_no_host() -> None:
+    with Lab() as lab:
+        _uplink, lan = lab.lan("192.168.79.1/24", "192.168.79.2/24")
+        lab.run(lan, "ip", "route", "add", f"10.{lab.octet}.0.0/16", "via", "192.168.79.1")
+        lab.serve(lan, 9000)
+        lab.serve(lab.host, 9001)
+        internal = lab.network("Internal")
+        i1, i2 = lab.endpoint(internal, 2), lab.endpoint(internal, 3)
+        gw = internal["Linux"]["Gateways"][0]
+        assert lab.reach(i1.path, gw, 9001) == i1.ip           # the host: yes
+        assert lab.ping(i1.path, i2.ip)                          # each other: yes
+        assert lab.reach(i1.path, "192.168.79.2", 9000) is None  # out: no
+        lab.serve(i1.path, 80)
+        assert lab.reach(lan, i1.ip, 80) is None                 # in from outside: no
+
+        private = lab.network("Private")
+        p1, p2 = lab.endpoint(private, 2), lab.endpoint(private, 3)
+        lab.serve(p2.path, 80)
+        assert lab.reach(p1.path, p2.ip, 80) == p1.ip
+        # even with a route to it, the host cannot talk to a Private network
+        bridge = private["Linux"]["Bridge"]
+        subnet = private["Ipams"][0]["Subnets"][0]["IpAddressPrefix"]
+        assert lab.run(lab.host, "ip", "route", "add", subnet, "dev", bridge).returncode == 0
+        assert lab.reach(lab.host, p2.ip, 80) is None
+        assert not lab.ping(lab.host, p2.ip)
+
+
+def test_two_networks_are_isolated_except_published_ports() -> None:
+    with Lab() as lab:
+        net_a, net_b = lab.network("NAT"), lab.network("NAT")
+        a = lab.endpoint(net_a, 2)
+        b = lab.endpoint(net_b, 2, policies=[{"Type": "PortMapping", "Settings": {
+            "Protocol": 6, "InternalPort": 80, "ExternalPort": 8080}}])
+        lab.serve(b.path, 80)
+        assert lab.reach(a.path, b.ip, 80) is None
+        assert not lab.ping(a.path, b.ip)
+        gw_a = net_a["Linux"]["Gateways"][0]
+        assert lab.reach(a.path, gw_a, 8080) is not None   # published on the host: yes
+
+
+def test_ipv6_on_a_dual_stack_nat_network() -> None:
+    with Lab() as lab:
+        _uplink, lan = lab.lan("192.168.80.1/24", "192.168.80.2/24",
+                               host6="fd00:80::1/64", lan6="fd00:80::2/64")
+        v6 = f"fd00:{lab.octet:x}::/64"
+        net = lab.network("NAT", v6=v6)
+        base = v6.split("/")[0]
+        a = lab.endpoint(net, 2, ip6=f"{base}2")
+        b = lab.endpoint(net, 3, ip6=f"{base}3", policies=[{"Type": "PortMapping", "Settings": {
+            "Protocol": 6, "InternalPort": 80, "ExternalPort": 8086, "Flags": 2}}])
+        lab.serve(b.path, 80)
+        lab.serve(lan, 9000)
+        for ep in (a, b):
+            lab.wait_ready(ep.path, f"{base}1")
+        assert lab.reach(a.path, f"{base}3", 80) == f"{base}2"
+        assert lab.reach(a.path, "fd00:80::2", 9000) == "fd00:80::1"   # masqueraded
+        assert lab.reach(lan, "fd00:80::1", 8086) == "fd00:80::2"      # mapped over IPv6
+
+
+def test_a_failed_change_leaves_everything_as_it_was() -> None:
+    with Lab() as lab:
+        net = lab.network("NAT")
+        a = lab.endpoint(net, 2)
+        lab.serve(a.path, 80)
+        nft = Nft(lab.host)
+        lab.closing.append(nft.close)
+        # Something else took the mapping's key in the table: the kernel refuses the attach.
+        nft.apply(f"add element inet {lab.prefix} pmany4 {{ tcp . 9999 : 10.0.0.9 . 1 }}\n")
+        before = nft.run(f"list table inet {lab.prefix}")
+        with Netlink(lab.host) as nl:
+            links_before = sorted(x.name for x in nl.links())
+        with pytest.raises(SiloError):
+            lab.endpoint(net, 3, policies=[{"Type": "PortMapping", "Settings": {
+                "Protocol": 6, "InternalPort": 80, "ExternalPort": 9999}}])
+        with pytest.raises(InvalidArgument):
+            lab.endpoint(net, 4, policies=[{"Type": "ACL", "Settings": {
+                "Action": "Allow", "Direction": "In", "LocalPorts": "99999"}}])
+        assert nft.run(f"list table inet {lab.prefix}") == before
+        with Netlink(lab.host) as nl:
+            assert sorted(x.name for x in nl.links()) == links_before
+        assert lab.reach(lab.host, a.ip, 80) is not None
+        # the namespaces of the failed endpoints went too (the lab removed them)
+        assert len(lab.eps) == 1
+
+
+def test_rebuild_restores_the_recorded_state_and_removes_the_rest() -> None:
+    with Lab() as lab:
+        net = lab.network("NAT")
+        a = lab.endpoint(net, 2)
+        b = lab.endpoint(net, 3, policies=[{"Type": "ACL", "Settings": {
+            "Action": "Block", "Direction": "In", "Protocols": "6", "LocalPorts": "81"}}])
+        lab.serve(b.path, 80)
+        lab.serve(b.path, 81)
+        stray = lab.network("NAT")       # not in the state given to the rebuild
+        lab.dp.detach(net, a.doc)         # a's link is gone but it is recorded attached
+        stray_ns = lab.dp.create_namespace("stray")
+        namespaces = [{"ID": e.doc["ID"], "Linux": {"NetnsPath": e.path}} for e in (a, b)]
+        for e in (a, b):
+            e.doc["HostComputeNamespace"] = e.doc["ID"]
+        lab.dp.close()
+        lab.dp = type(lab.dp)(prefix=lab.prefix, run_dir=lab.tmp, host_netns=lab.host)
+        lab.dp.rebuild([net], [a.doc, b.doc], namespaces)
+        with Netlink(lab.host) as nl:
+            names = {x.name for x in nl.links()}
+        assert stray["Linux"]["Bridge"] not in names
+        assert a.doc["Linux"]["HostInterface"] in names
+        assert not __import__("os").path.exists(stray_ns)
+        assert lab.reach(a.path, b.ip, 80) == a.ip
+        assert lab.reach(a.path, b.ip, 81) is None
