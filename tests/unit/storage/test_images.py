@@ -492,3 +492,28 @@ def test_a_killed_add_leaves_temporaries_the_next_open_removes(tmp_path: Path) -
     assert leftovers(root) == [] and store.list() == []
     b = app(1)
     assert store.add(CountingSource(b), b.manifest, mt.OCI_MANIFEST, names=["app:1"]).id == b.id
+
+
+def _tag_many(root: str, n: int) -> None:
+    store = ImageStore(root)
+    for i in range(15):
+        store.tag("app:1", f"proc{n}:t{i}")
+        if i % 3 == 0:
+            store.untag(f"proc{n}:t{i}")
+
+
+def test_metadata_from_several_processes(tmp_path: Path) -> None:
+    root = str(tmp_path / "store")
+    b = app(1)
+    ImageStore(root).add(CountingSource(b), b.manifest, mt.OCI_MANIFEST, names=["app:1"])
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_tag_many, args=(root, n)) for n in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    names = ImageStore(root).get(b.id).names
+    want = {"docker.io/library/app:1"} | {f"docker.io/library/proc{n}:t{i}"
+                                          for n in range(4) for i in range(15) if i % 3}
+    assert set(names) == want
