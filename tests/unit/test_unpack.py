@@ -488,3 +488,45 @@ def test_zstd_followed_by_garbage_is_corrupt(dest: Path) -> None:
 def test_gzip_followed_by_garbage_is_corrupt(dest: Path) -> None:
     with pytest.raises(InvalidArgument, match="corrupt gzip stream"):
         run(blob(SAMPLE.tar(), "gzip") + b"garbage!", dest, OCI_GZIP)
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_deep_paths_use_a_bounded_number_of_descriptors(dest: Path) -> None:
+    deep = "d/" * 300
+    layer = Layer()
+    for i in range(3):
+        layer.file(f"{deep}f{i}", b"x").dir(f"{deep}s{i}", mode=0o500)
+    layer.file("top", b"t").file(deep + "f0", b"again")
+    before = open_fds()
+    most = 0
+
+    class Watched(Trickle):
+        def read(self, size: int = -1) -> bytes:
+            nonlocal most
+            most = max(most, len(open_fds() - before))
+            return super().read(size)
+
+    unpack(Watched(layer.tar(), 512), str(dest), OCI_TAR)  # type: ignore[arg-type]
+    assert open_fds() == before
+    assert 30 < most < 40   # the kept chain, not one per level
+    assert (dest / deep / "f0").read_bytes() == b"again"
+    assert (dest / deep / "f2").read_bytes() == b"x"
+    assert stat.S_IMODE((dest / deep / "s1").stat().st_mode) == 0o500
+
+
+@pytest.mark.parametrize("case", ["symlink-then-file", "dotdot", "hardlink-absolute"])
+def test_failures_leak_no_descriptors(dest: Path, case: str) -> None:
+    before = open_fds()
+    with pytest.raises(InvalidArgument):
+        run(ESCAPES[case][0].tar(), dest)
+    assert open_fds() == before
+
+
+def test_corrupt_stream_leaks_no_descriptors(dest: Path) -> None:
+    before = open_fds()
+    with pytest.raises(InvalidArgument):
+        run(blob(SAMPLE.tar(), "gzip")[:-30], dest, OCI_GZIP)
+    assert open_fds() == before

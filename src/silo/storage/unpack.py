@@ -78,6 +78,7 @@ _MAGIC_LEN = 6
 _BLOB_CHUNK = 256 * 1024      # compressed bytes read per call
 _OUT_CHUNK = 1024 * 1024      # most uncompressed bytes produced per gzip call
 _COPY_CHUNK = 1024 * 1024
+_CHAIN_MAX = 32               # parent directory descriptors kept open between entries
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -455,6 +456,7 @@ class _Tree:
         self.root = root
         self.own = os.geteuid() == 0
         self._chain: list[tuple[str, int]] = []   # open directories of the last parent path
+        self._deep = -1   # the last parent's descriptor when it is deeper than the chain
         self.dirs: dict[str, tuple[int, float]] = {}   # path -> (mode, mtime), set at the end
 
     @classmethod
@@ -473,10 +475,16 @@ class _Tree:
         return cls(dest, root)
 
     def close(self) -> None:
+        self._close_deep()
         for _, fd in self._chain:
             os.close(fd)
         self._chain.clear()
         os.close(self.root)
+
+    def _close_deep(self) -> None:
+        if self._deep >= 0:
+            os.close(self._deep)
+            self._deep = -1
 
     def _step(self, fd: int, name: str, entry: str, sofar: str, create: bool) -> int:
         try:
@@ -484,7 +492,7 @@ class _Tree:
         except FileNotFoundError:
             if not create:
                 raise
-        except (NotADirectoryError, OSError) as e:
+        except OSError as e:
             if e.errno not in (errno.ENOTDIR, errno.ELOOP):
                 raise
             if stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
@@ -500,19 +508,30 @@ class _Tree:
 
         The descriptors of the last parent are kept: tar streams list a directory's entries
         together, so most entries reuse them. None of them can be replaced meanwhile: an
-        entry only ever removes a child of its own parent, which is not on the chain.
+        entry only ever removes a child of its own parent, which is not on the chain. At most
+        ``_CHAIN_MAX`` are kept, so a very deep path cannot use up the process's descriptors;
+        the levels below are walked again for each entry. The descriptor stays valid until
+        the next call; the caller does not close it.
         """
+        self._close_deep()
         chain = self._chain
+        kept = min(len(parts), _CHAIN_MAX)
         i = 0
-        while i < len(chain) and i < len(parts) and chain[i][0] == parts[i]:
+        while i < len(chain) and i < kept and chain[i][0] == parts[i]:
             i += 1
         for _, fd in chain[i:]:
             os.close(fd)
         del chain[i:]
         fd = chain[-1][1] if chain else self.root
-        for j in range(i, len(parts)):
+        for j in range(i, kept):
             fd = self._step(fd, parts[j], entry, "/".join(parts[:j + 1]), create=True)
             chain.append((parts[j], fd))
+        for j in range(kept, len(parts)):
+            try:
+                nxt = self._step(fd, parts[j], entry, "/".join(parts[:j + 1]), create=True)
+            finally:
+                self._close_deep()
+            fd = self._deep = nxt
         return fd
 
     def lookup(self, parts: list[str], entry: str) -> int:
@@ -569,6 +588,11 @@ class _Tree:
             try:
                 os.fchmod(fd, mode)
                 os.utime(fd, (mtime, mtime))
+            except OverflowError as e:
+                raise _bad(path, f"mtime {mtime} is out of range") from e
+            except OSError as e:
+                raise Internal(f"layer entry {path!r}: {e.strerror or e}", op=OP,
+                               obj=path) from e
             finally:
                 os.close(fd)
 
