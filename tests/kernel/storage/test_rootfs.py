@@ -302,3 +302,21 @@ def test_the_fallback_before_lowerdir_plus(env: Env, monkeypatch: pytest.MonkeyP
     with pytest.raises(NotSupported, match="300 layers"):
         env.store.create_rootfs("silo-st-old2", "many:1")
     assert env.leaks() == [] and env.containers() == []
+
+
+@requires_loop
+def test_a_capped_scratch_is_nosuid_nodev_on_the_host_but_not_in_the_overlay(env: Env) -> None:
+    """The ext4 scratch is mounted nosuid,nodev, so its host path cannot serve a setuid file
+    or a device a container made; through the overlay a container's device node still works."""
+    import stat
+
+    add(env, BASE, TOP)
+    merged = env.store.create_rootfs("silo-st-dev", "app:1", size=8 << 20)
+    os.mknod(os.path.join(merged, "null"), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    with open(os.path.join(merged, "null"), "wb") as f:
+        f.write(b"gone")
+    scratch = os.path.join(env.root, "containers/silo-st-dev/scratch")
+    with open("/proc/self/mountinfo") as f:
+        opts = next(ln.split()[5] for ln in f if ln.split()[4] == scratch).split(",")
+    assert "nosuid" in opts and "nodev" in opts
+    env.store.remove_rootfs("silo-st-dev")
