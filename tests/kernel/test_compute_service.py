@@ -543,7 +543,7 @@ def test_system_info(svc: ComputeService) -> None:
     assert info["Overlayfs"] is True
     assert "silo-runtime" in info["Runtime"]["Version"]
     assert "conmon" in info["Monitor"]["Version"]
-    assert "busybox" in info["Images"]
+    assert "busybox:latest" in info["Images"]
 
 
 # -- reconcile -------------------------------------------------------------------------------

@@ -147,8 +147,8 @@ SCHEMAS: dict[str, Schema] = {
     "Storage": _obj({
         "Image": _str("The image to run: a reference or an id in silod's image store",
                       minLength=1),
-        "ScratchSizeInMB": _int(4, _MAX_MB, "Linux: cap the container's writable (scratch) "
-                                "layer at this many MiB; absent: no cap"),
+        "ScratchSizeInMB": _int(8, 1 << 30, "Linux: cap the container's writable (scratch) "
+                                "layer at this many MiB (8 .. 2^30); absent: no cap"),
         "Layers": {"type": "array", "items": _ref("Layer"), "readOnly": True,
                    "description": "Filled in by silod with what the image resolved to; "
                                   "refused in requests"},

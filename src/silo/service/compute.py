@@ -2,7 +2,9 @@
 
 ``ComputeService`` implements :class:`silo.service.interface.ComputeAPI`. Each compute system is
 a row in the state database (:mod:`silo.service.store`), a bundle ``<run_dir>/bundles/<id>``
-whose rootfs is an overlay of the image over ``<data_dir>/scratch/<id>``, a container in
+whose root filesystem is the image store's overlay of the image's layers and a scratch layer
+(:meth:`ImageService.create_rootfs`, ``<data_dir>/storage/containers/<id>``, which also keeps
+the image from being removed while the system exists), a container in
 ``silo-runtime --root <runtime_root>``, a cgroup ``<cgroup_parent>/<id>``, and one conmon
 (:mod:`silo.service.monitor`) that ran ``silo-runtime create`` and keeps stdio, log and exit code.
 
@@ -15,7 +17,8 @@ or a monitor that vanished).
 Crash safety: every multi-step operation writes an intent row to the journal first and removes
 it last; :meth:`ComputeService.reconcile`, run at silod's start, finishes or undoes what the
 journal names, re-adopts running containers (their conmon outlived silod), records exits that
-happened meanwhile (conmon's exit files), and removes silo's leftovers that no row owns.
+happened meanwhile (conmon's exit files), and removes silo's leftovers that no row owns
+(a root filesystem the image store made for a create that never got recorded among them).
 
 Concurrency: the HTTP layer calls from many threads. Each system has a lock held by the verbs
 that change it; waiting (wait, shutdown's grace period) happens outside it. Exits arrive on the
@@ -32,7 +35,6 @@ import contextlib
 import copy
 import errno
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -52,6 +54,7 @@ from silo.schema import hcs
 from silo.service import monitor
 from silo.service.config import DaemonConfig
 from silo.service.events import EventBus, rfc3339
+from silo.service.images import ImageService
 from silo.service.store import ProcessRow, Store, SystemRow
 
 log = logging.getLogger("silod.compute")
@@ -59,7 +62,7 @@ log = logging.getLogger("silod.compute")
 CREATING = "Creating"  # internal: the row holds the id and name while create runs
 CREATED, RUNNING, PAUSED, STOPPED = "Created", "Running", "Paused", "Stopped"
 LIVE = (CREATED, RUNNING, PAUSED)
-IMAGES = ("busybox",)  # what the image store holds today
+IMAGE_ID_ANNOTATION = "io.silo.image.id"  # in the bundle's spec: the image the system runs
 MNT_DETACH = 2
 _EXIT_GRACE = 10.0     # seconds to wait for an exit after SIGKILL
 _RUNTIME_TIMEOUT = 60.0
@@ -67,6 +70,7 @@ _RUNTIME_TIMEOUT = 60.0
 
 Report = dict[str, list[str]]          # what reconcile did, by kind
 Summaries = list[dict[str, Any]]       # list() would shadow the builtin in the class
+Names = list[str]
 
 
 def _op(verb: str) -> str:
@@ -76,7 +80,7 @@ def _op(verb: str) -> str:
 class ComputeService:
     """See the module docstring. Construct, call :meth:`reconcile` once, serve, :meth:`close`."""
 
-    def __init__(self, config: DaemonConfig) -> None:
+    def __init__(self, config: DaemonConfig, images: ImageService | None = None) -> None:
         self.config = config
         self.bundles_dir = os.path.join(config.run_dir, "bundles")
         self.exits_dir = os.path.join(config.run_dir, "exits")
@@ -86,6 +90,12 @@ class ComputeService:
             os.makedirs(d, mode=0o711, exist_ok=True)
         self.store = Store(config.db_path)
         self.bus = EventBus()
+        self.images = images or ImageService(config.storage_dir, self.bus,
+                                             images_dir=config.images_dir)
+        try:
+            self.images.ensure_builtin()
+        except errors.SiloError as err:
+            log.warning("the embedded busybox image is not in the store: %s", err)
         self.watcher = monitor.ExitWatcher()
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
@@ -197,29 +207,21 @@ class ComputeService:
 
     # -- images ------------------------------------------------------------------------------
 
-    def _image(self, name: str) -> tuple[str, dict[str, Any], str]:
-        """(rootfs, image config, layer id) of an image, or NotFound naming Storage.Image."""
-        field = "Configuration.Container.Storage.Image"
-        base = os.path.join(self.config.images_dir, name)
-        rootfs, cfg_path = os.path.join(base, "rootfs"), os.path.join(base, "config.json")
-        if name not in IMAGES or not os.path.isdir(rootfs):
-            raise errors.NotFound(f"Storage.Image: no image {name!r}", op=_op("create"),
-                                  field=field)
-        try:
-            with open(cfg_path, "rb") as f:
-                raw = f.read()
-            image_config = json.loads(raw)
-        except (OSError, ValueError) as err:
-            raise errors.Internal(f"image {name!r}: cannot read {cfg_path}: {err}",
-                                  op=_op("create")) from err
-        return rootfs, image_config, "sha256:" + hashlib.sha256(raw).hexdigest()
+    def _image(self, name: str) -> Any:
+        """The image of a new system, or NotFound naming Storage.Image."""
+        return self.images.for_container(name, "Configuration.Container.Storage.Image",
+                                         _op("create"))
 
-    def _image_config(self, name: str) -> dict[str, Any]:
-        """The image's config for a system that exists ({} if the image is gone since)."""
+    def _image_config(self, row: SystemRow) -> dict[str, Any]:
+        """The config of the image a system runs ({} if it cannot be read)."""
         try:
-            return self._image(name)[1]
-        except errors.SiloError:
+            with open(os.path.join(row.bundle, "config.json"), "rb") as f:
+                spec = json.load(f)
+            image_id = spec.get("annotations", {}).get(IMAGE_ID_ANNOTATION) or row.image
+            config = self.images.get(image_id).config
+        except (OSError, ValueError, AttributeError, errors.SiloError):
             return {}
+        return config if isinstance(config, dict) else {}
 
     # -- create ------------------------------------------------------------------------------
 
@@ -230,11 +232,11 @@ class ComputeService:
         name = body.get("Name") or system_id
         container = doc["Container"]
         image = container.setdefault("Storage", {}).setdefault("Image", "busybox")
-        image_rootfs, image_config, layer = self._image(image)
-        container["Storage"]["Layers"] = [{"Id": layer, "Path": image_rootfs}]
+        resolved = self._image(image)
+        container["Storage"]["Layers"] = self.images.layer_paths(resolved)
         process = container["Linux"]["Process"]
         bundle = os.path.join(self.bundles_dir, system_id)
-        scratch = os.path.join(self.scratch_dir, system_id)
+        scratch = ""  # the image store keeps the scratch layer (remove_rootfs removes it)
         cgroup_path = self.config.cgroup_parent.rstrip("/") + "/" + system_id
         row = SystemRow(
             id=system_id, name=name, owner=doc.get("Owner", ""), state=CREATING, document=doc,
@@ -254,7 +256,7 @@ class ComputeService:
                 self.store.end(op_id)
                 raise errors.AlreadyExists(err.message, op=_op("create"), obj=system_id) from err
             try:
-                self._build(row, image_rootfs, image_config)
+                self._build(row, resolved)
             except BaseException:
                 try:
                     self._teardown(row)
@@ -269,32 +271,35 @@ class ComputeService:
         self._publish("SystemCreated", system_id)
         return self._summary(row)
 
-    def _build(self, row: SystemRow, image_rootfs: str, image_config: dict[str, Any]) -> None:
+    def _build(self, row: SystemRow, image: Any) -> None:
         try:
-            self._build_steps(row, image_rootfs, image_config)
+            self._build_steps(row, image)
         except OSError as err:
             raise errors.Internal(f"build the bundle: {err}", op=_op("create"),
                                   obj=row.id) from err
 
-    def _build_steps(self, row: SystemRow, image_rootfs: str,
-                     image_config: dict[str, Any]) -> None:
+    def _build_steps(self, row: SystemRow, image: Any) -> None:
         paths = self._paths(row)
-        rootfs = os.path.join(row.bundle, "rootfs")
-        os.makedirs(rootfs)
+        os.makedirs(row.bundle)
         os.chmod(row.bundle, 0o711)
-        upper, work = os.path.join(row.scratch, "upper"), os.path.join(row.scratch, "work")
-        os.makedirs(upper)
-        os.makedirs(work)
+        container = row.document["Container"]
+        size_mb = container["Storage"].get("ScratchSizeInMB")
         try:
-            libc.mount("overlay", rootfs, "overlay", 0,
-                       f"lowerdir={image_rootfs},upperdir={upper},workdir={work}")
-        except OSError as err:
+            rootfs = self.images.create_rootfs(row.id, image.id,
+                                               size=None if size_mb is None else size_mb << 20)
+        except errors.InvalidArgument as err:
+            raise errors.invalid("Configuration.Container.Storage.ScratchSizeInMB",
+                                 err.message, op=_op("create"), obj=row.id) from err
+        except errors.AlreadyExists as err:
             raise errors.Internal(f"mount the root filesystem: {err}", op=_op("create"),
                                   obj=row.id) from err
-        container = row.document["Container"]
+        # where a runc bundle has it, for people and tools that look there (the spec names the
+        # mount itself)
+        os.symlink(rootfs, os.path.join(row.bundle, "rootfs"))
         spec = translate.to_oci_spec(
-            row.id, row.document, rootfs=rootfs, image_config=image_config,
+            row.id, row.document, rootfs=rootfs, image_config=image.config,
             cgroups_path=row.cgroup, netns=container.get("Networking", {}).get("Namespace"))
+        spec["annotations"][IMAGE_ID_ANNOTATION] = image.id
         with open(os.path.join(row.bundle, "config.json"), "w") as f:
             json.dump(spec, f)
         argv = monitor.command(self.config.conmon, self.config.runtime,
@@ -432,7 +437,7 @@ class ComputeService:
             row = self._row(system_id, "shutdown")
             if row.state == STOPPED:
                 return self._summary(row)
-            sig = translate.stop_signal(row.document, self._image_config(row.image))
+            sig = translate.stop_signal(row.document, self._image_config(row))
             op_id = self.store.begin(system_id, "shutdown")
             try:
                 self.store.update_system(system_id, stop_requested="shutdown")
@@ -562,7 +567,7 @@ class ComputeService:
         except errors.SiloError as err:
             raise errors.Internal(f"list the processes: {err}", op=_op("properties"),
                                   obj=row.id) from err
-        users = _passwd(os.path.join(row.bundle, "rootfs", "etc", "passwd"))
+        users = _passwd(os.path.join(_rootfs_of(row.bundle), "etc", "passwd"))
         out = []
         for pid in sorted(pids):
             try:
@@ -646,7 +651,8 @@ class ComputeService:
         for pid, start in monitors:
             _stop_monitor(pid, start, row.id)
         _remove_bundle(row.bundle)
-        _rmtree(row.scratch)
+        self.images.remove_rootfs(row.id)
+        _rmtree(row.scratch)  # a system of an older silod had its scratch here
         if row.cgroup:
             try:
                 cg = cgroups.Cgroup(row.cgroup)
@@ -721,12 +727,13 @@ class ComputeService:
                                           op=_op("create-process"), obj=system_id)
             try:
                 with open(os.path.join(row.bundle, "config.json")) as f:
-                    container_process = json.load(f).get("process", {})
-            except (OSError, ValueError) as err:
+                    container_spec = json.load(f)
+                container_process = container_spec.get("process", {})
+                rootfs = os.path.join(row.bundle, container_spec["root"]["path"])
+            except (OSError, ValueError, KeyError, TypeError) as err:
                 raise errors.Internal(f"read the container's spec: {err}",
                                       op=_op("create-process"), obj=system_id) from err
-            spec = translate.to_oci_exec_process(params, container_process,
-                                                 rootfs=os.path.join(row.bundle, "rootfs"))
+            spec = translate.to_oci_exec_process(params, container_process, rootfs=rootfs)
             exec_id = uuid.uuid4().hex[:16]
             paths = monitor.exec_paths(row.bundle, exec_id)
             terminal = bool(params.get("EmulateConsole"))
@@ -897,13 +904,20 @@ class ComputeService:
             "Kvm": os.path.exists("/dev/kvm"),
             "Runtime": {"Path": self.config.runtime, "Version": _version(self.config.runtime)},
             "Monitor": {"Path": self.config.conmon, "Version": _version(self.config.conmon)},
-            "Images": [i for i in IMAGES
-                       if os.path.isdir(os.path.join(self.config.images_dir, i, "rootfs"))],
+            "Images": self._image_names(),
         }
+
+    def _image_names(self) -> Names:
+        try:
+            return sorted(t for i in self.images.list() for t in i["RepoTags"])
+        except errors.SiloError as err:
+            log.warning("system info: the image store: %s", err)
+            return []
 
     def close(self) -> None:
         """Stop watching and answering; the containers and their monitors keep running."""
         self._closed = True
+        self.images.close()
         self.watcher.close()
         self.bus.close()
         self._notify()
@@ -1040,6 +1054,13 @@ class ComputeService:
             if sid not in known:
                 _rmtree(os.path.join(self.scratch_dir, sid))
                 report["removed"].append(f"scratch {sid}")
+        for sid in self.images.rootfs_ids():
+            if sid not in known:  # made by a create that silod never recorded
+                try:
+                    self.images.remove_rootfs(sid)
+                    report["removed"].append(f"rootfs {sid}")
+                except errors.SiloError as err:
+                    log.warning("reconcile: the root filesystem of %s stays: %s", sid, err)
         for sid in _listdir(self.exits_dir):
             if sid not in known:
                 with contextlib.suppress(FileNotFoundError):
@@ -1141,6 +1162,17 @@ def _rmtree(path: str) -> None:
         os.unlink(path)
     else:
         shutil.rmtree(path)
+
+
+def _rootfs_of(bundle: str) -> str:
+    """The root filesystem the bundle's spec names (the image store's merged dir; an older
+    silod's ``<bundle>/rootfs``)."""
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            path = json.load(f)["root"]["path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return os.path.join(bundle, "rootfs")
+    return os.path.join(bundle, str(path))
 
 
 def _remove_bundle(bundle: str) -> None:

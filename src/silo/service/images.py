@@ -134,22 +134,12 @@ class StorageBackend:
 
     def import_builtin(self, store: Any, image_dir: str, name: str) -> Any:
         """The embedded busybox image (``image_dir``: rootfs/ and config.json, built at
-        setup) as one layer named ``name``."""
-        import json
-        import tarfile
-        import tempfile
+        setup), as setup imports it: the same image id every time."""
+        from silo.storage import busybox
 
-        from silo.storage import archive
-
-        with open(os.path.join(image_dir, "config.json"), "rb") as f:
-            config = json.load(f).get("config") or {}
-        with tempfile.TemporaryFile(prefix="silo-busybox-") as spool:
-            with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                tar.add(os.path.join(image_dir, "rootfs"), arcname=".")
-            spool.seek(0)
-            changes = {k: config[k] for k in ("Env", "Cmd", "WorkingDir") if k in config}
-            return archive.import_rootfs(store, spool, name,
-                                         config_changes=changes)
+        if name != busybox.IMAGE_NAME:
+            raise errors.invalid("name", f"the embedded image is {busybox.IMAGE_NAME}")
+        return store.get(busybox.import_into(store.root, image_dir))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,9 +487,10 @@ class ImageService:
             raise errors.invalid(field, err.message, op=op) from err
 
     def layer_paths(self, image: Any) -> Docs:
-        """``Storage.Layers`` of a container: each layer's id and directory, base first."""
+        """``Storage.Layers`` of a container: each layer's diff id and directory, top first
+        (as HCS lists a container's layers, and as the overlay stacks them)."""
         return [{"Id": layer.diff_id, "Path": self.store.layers.path(layer.chain_id)}
-                for layer in image.layers]
+                for layer in reversed(image.layers)]
 
     def create_rootfs(self, container_id: str, image_id: str, *,
                       size: int | None = None) -> str:
