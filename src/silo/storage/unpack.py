@@ -33,7 +33,8 @@ On any error ``unpack`` raises (InvalidArgument naming the entry or the stream p
 Internal for a failing disk, naming the entry) and leaves ``dest`` partly written: the caller
 removes ``dest``. Nothing outside ``dest`` is touched in any case.
 
-Imports only :mod:`silo.errors` of silo (and ``zstandard``, on the first zstd layer).
+Imports only :mod:`silo.errors` and :mod:`silo.storage.mediatypes` of silo (and
+``zstandard``, on the first zstd layer).
 """
 
 from __future__ import annotations
@@ -51,24 +52,9 @@ from dataclasses import dataclass
 from typing import BinaryIO, Protocol, Self
 
 from silo.errors import Internal, InvalidArgument, NotSupported, SiloError, invalid
+from silo.storage import mediatypes
 
 OP = "storage::unpack"
-
-# The layer media types this unpacker takes, with the compression each one names. The
-# compression actually used is sniffed from the blob; the media type only has to be a layer.
-LAYER_MEDIA_TYPES: dict[str, str] = {
-    "application/vnd.oci.image.layer.v1.tar": "none",
-    "application/vnd.oci.image.layer.v1.tar+gzip": "gzip",
-    "application/vnd.oci.image.layer.v1.tar+zstd": "zstd",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar": "none",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": "zstd",
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
-    # docker save and some tools write uncompressed docker layers with these names
-    "application/vnd.docker.image.rootfs.diff.tar": "none",
-    "application/x-tar": "none",
-}
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -107,7 +93,7 @@ def unpack(stream: BinaryIO, dest: str, media_type: str, *,
     that would escape ``dest`` (naming it); NotSupported for bzip2/xz layers; Internal when
     writing fails. On error the caller removes ``dest``.
     """
-    if media_type not in LAYER_MEDIA_TYPES:
+    if not mediatypes.is_layer(media_type):   # the compression is sniffed, not taken from it
         raise invalid("mediaType", f"{media_type!r} is not a layer media type", op=OP)
     tree = _Tree.open(dest)
     try:
