@@ -173,3 +173,29 @@ def test_records_survive_a_restart_and_strays_are_removed(silod: Silod) -> None:
         assert not os.path.exists(path)
     finally:
         subprocess.run(["ip", "link", "del", stray], capture_output=True, check=False)
+
+
+def test_a_namespace_a_client_made(silod: Silod) -> None:
+    """containerd's and CNI's way: the netns exists; the namespace document names it."""
+    name = f"silotest-{random.randbytes(4).hex()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    path = f"/run/netns/{name}"
+    try:
+        client = silod.client()
+        client.create_network({"Name": "cni", "Type": "NAT", "Ipams": [{"Subnets": [
+            {"IpAddressPrefix": subnet()}]}]})
+        with pytest.raises(InvalidArgument) as own:
+            client.create_namespace({"Linux": {"NetnsPath": "/proc/1/ns/net"}})
+        assert own.value.field == "Linux.NetnsPath"
+        ns = client.create_namespace({"Linux": {"NetnsPath": path}})
+        assert ns["Linux"] == {"NetnsPath": path, "Managed": False}
+        ep = client.create_endpoint({"HostComputeNetwork": "cni"})
+        client.attach_endpoint(ns["ID"], ep["ID"])
+        shown = in_netns(path, "ip", "-o", "addr", "show", "dev", "eth0").stdout
+        assert ep["IpConfigurations"][0]["IpAddress"] in shown
+        client.delete_namespace(ns["ID"])
+        assert os.path.exists(path)  # not silod's to remove
+        assert in_netns(path, "ip", "link", "show", "eth0", check=False).returncode != 0
+        client.delete_network("cni", force=True)
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)

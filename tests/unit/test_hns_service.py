@@ -18,7 +18,19 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture
 def svc() -> HostNetworkService:
-    return HostNetworkService(MemoryStore(), FakeDataPath())
+    return HostNetworkService(MemoryStore(), FakeDataPath(), check_netns=lambda path: None)
+
+
+@pytest.mark.parametrize(("path", "words"), [
+    ("/nonexistent/netns", "No such file"), ("/proc/self/ns/net", "own"),
+    ("/etc/hostname", "not a network namespace"), ("/proc/self/ns/mnt", "not a network namespace"),
+])
+def test_a_client_netns_path_must_be_another_network_namespace(path: str, words: str) -> None:
+    real = HostNetworkService(MemoryStore(), FakeDataPath())
+    with pytest.raises(InvalidArgument) as e:
+        real.create_namespace({"Linux": {"NetnsPath": path}})
+    assert e.value.field == "Linux.NetnsPath" and words in e.value.message
+    assert real.query("namespace") == []
 
 
 def dp(s: HostNetworkService) -> FakeDataPath:

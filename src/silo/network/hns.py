@@ -56,10 +56,12 @@ class HostNetworkService:
     """HNS on Linux. Call :meth:`load` once before serving (silod's start)."""
 
     def __init__(self, store: NetworkStore, datapath: DataPath, *,
-                 default_subnet: str = DEFAULT_SUBNET) -> None:
+                 default_subnet: str = DEFAULT_SUBNET,
+                 check_netns: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.datapath = datapath
         self.default_subnet = default_subnet
+        self.check_netns = check_netns or check_netns_path
         self.ipam = Ipam()
         self._lock = threading.RLock()
         self._docs: dict[str, dict[str, Doc]] = {k: {} for k in KINDS}
@@ -297,6 +299,8 @@ class HostNetworkService:
                                          for n in self._docs["namespace"].values()), default=0)
             linux = ns.setdefault("Linux", {})
             made = "NetnsPath" not in linux
+            if not made:
+                self.check_netns(linux["NetnsPath"])
             if made:
                 linux["NetnsPath"] = self.datapath.create_namespace(ns["ID"])
             linux["Managed"] = made
@@ -510,6 +514,37 @@ class HostNetworkService:
             raise
         self._docs["endpoint"][new_ep["ID"]] = new_ep
         self._docs["namespace"][new_ns["ID"]] = new_ns
+
+
+def check_netns_path(path: str) -> None:
+    """A client's ``Linux.NetnsPath`` must be a network namespace file (a bind mount of nsfs,
+    as ``ip netns`` and containerd make) other than silod's own: an endpoint attached there
+    would otherwise move an interface into the host's namespace, or fail half-way."""
+    import os
+
+    field = "Linux.NetnsPath"
+    try:
+        st = os.stat(path)
+        own = os.stat("/proc/self/ns/net")
+    except OSError as err:
+        raise invalid(field, f"{path}: {err.strerror}") from None
+    if st.st_dev != own.st_dev:  # every nsfs inode lives on the one nsfs device
+        raise invalid(field, f"{path} is not a network namespace file")
+    if st.st_ino == own.st_ino:
+        raise invalid(field, f"{path} is silod's own (the host's) network namespace")
+    import fcntl
+
+    ns_get_nstype, clone_newnet = 0xB703, 0x40000000  # linux/nsfs.h, linux/sched.h
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            kind = fcntl.ioctl(fd, ns_get_nstype)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise invalid(field, f"{path}: {err.strerror}") from None
+    if kind != clone_newnet:
+        raise invalid(field, f"{path} is a namespace, but not a network namespace")
 
 
 def _ignore(value: object) -> None:
