@@ -517,3 +517,30 @@ def test_metadata_from_several_processes(tmp_path: Path) -> None:
     want = {"docker.io/library/app:1"} | {f"docker.io/library/proc{n}:t{i}"
                                           for n in range(4) for i in range(15) if i % 3}
     assert set(names) == want
+
+
+def test_adding_again_reads_nothing(store: ImageStore) -> None:
+    b = app(1)
+    src = CountingSource(b)
+    store.add(src, b.manifest, mt.OCI_MANIFEST, names=["app:1"])
+    before = dict(src.opens)
+    again = store.add(src, b.manifest, mt.OCI_MANIFEST, names=["app:again"])
+    assert src.opens == before
+    assert again.names == ("docker.io/library/app:1", "docker.io/library/app:again")
+
+
+def test_the_same_image_with_other_compression(store: ImageStore) -> None:
+    """Same config (so same id) from uncompressed layers: the layers are reused, only the
+    new blobs are fetched, and gc drops the old ones."""
+    gz = image(BASE, MID)
+    raw = image(BASE, MID, compress=False)
+    assert gz.id == raw.id and gz.digest != raw.digest
+    store.add(CountingSource(gz), gz.manifest, mt.OCI_MANIFEST, names=["x:1"])
+    src = CountingSource(raw)
+    img = store.add(src, raw.manifest, mt.OCI_MANIFEST)
+    assert img.digest == raw.digest and [ly.blob.digest for ly in img.layers] == \
+        [sha256(x) for x in raw.layers]
+    assert all(src.count(sha256(x)) == 1 for x in raw.layers)
+    assert store.gc() == sum(len(x) for x in gz.layers) + len(gz.manifest)
+    assert all(store.content.has(sha256(x)) for x in raw.layers)
+    assert all(store.layers.has(ly.chain_id) for ly in img.layers)
