@@ -98,8 +98,7 @@ class Bench:
 
     def fresh(self, what: str) -> Path:
         self.n += 1
-        d = self.workdir / f"{what}-{self.n}"
-        d.mkdir(parents=True)
+        d = Path(tempfile.mkdtemp(prefix=f"sbp-{what}-", dir=self.workdir))
         return d
 
     def silo(self) -> float:
@@ -123,9 +122,8 @@ class Bench:
             peers.remove_tree(d)
 
     def podman(self) -> float:
-        # podman refuses a run root path longer than 50 characters: a short dir in /tmp
-        d = Path(tempfile.mkdtemp(prefix="sbp-", dir="/tmp"))
-        pm = peers.Podman(d / "p", RUNC)
+        d = self.fresh("podman")
+        pm = peers.Podman(d, RUNC)
         try:
             pm.start()
             return timed(pm.argv("pull", "--quiet", "--tls-verify=false", self.ref),
@@ -169,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=1500, help="files per small-file layer")
     parser.add_argument("--rootfs-runs", type=int, default=20)
     parser.add_argument("--no-podman", action="store_true")
+    parser.add_argument("--dir", default=tempfile.gettempdir(),
+                        help="where the stores, bundles and podman roots go (a disk or "
+                             "/dev/shm: file creation dominates on a slow disk)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("pull.py needs root (unpacking keeps owners; podman and umoci as root)",
@@ -179,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"missing: {missing}", file=sys.stderr)
         return 2
 
-    workdir = Path(tempfile.mkdtemp(prefix="silo-bench-pull-"))
-    registry = reg.Registry(workdir / "registry")
+    # short: podman refuses a run root path longer than 50 characters
+    workdir = Path(tempfile.mkdtemp(prefix="sbp-", dir=args.dir))
+    registry = reg.Registry(Path(tempfile.mkdtemp(prefix="silo-bench-registry-")))
     try:
         registry.start()
         layout = reg.Layout(workdir / "layout")
@@ -190,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         compressed = sum(p.stat().st_size for p in (layout.path / "blobs" / "sha256").iterdir())
         ref = f"{registry.host}/bench/pull:bench"
         print(f"image: {args.layers} layers, {args.mb} MB unpacked, {compressed / 1e6:.1f} MB "
-              f"of blobs; registry {ref}; {args.rounds} rounds (+1 warm-up)", flush=True)
+              f"of blobs; registry {ref}; {args.rounds} rounds (+1 warm-up); into "
+              f"{args.dir}", flush=True)
 
         bench = Bench(workdir, registry, ref)
         tools = {"silo": bench.silo, "skopeo+umoci": bench.skopeo_umoci}
@@ -202,11 +205,13 @@ def main(argv: list[str] | None = None) -> int:
             order = names[r % len(names):] + names[:r % len(names)]
             for name in order:
                 t = tools[name]()
+                # What the last one removed is written back now, not in the next one's time.
+                os.sync()
                 if r:
                     samples[name].append(t)
-            print(f"  round {r}: " + ", ".join(
-                f"{k} {samples[k][-1] * 1000:.0f} ms" for k in names if samples[k] and r),
-                flush=True)
+            if r:
+                print(f"  round {r}: " + ", ".join(
+                    f"{k} {samples[k][-1] * 1000:.0f} ms" for k in names), flush=True)
 
         rows = []
         silo_ms = median_s(samples["silo"]) * 1000
@@ -226,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"failed: {e}", file=sys.stderr)
         return 1
     finally:
-        registry.stop()
+        registry.stop()  # removes its directory
         peers.remove_tree(workdir)
     return 0
 
