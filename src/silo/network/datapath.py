@@ -166,14 +166,14 @@ class DataPath:
         new_eps: dict[str, Part] = {}
         for eid, ep in self._eps.items():
             if ep.network_id == spec.id:
-                lines += self._ep_parts[eid].delete_lines(self.prefix)
+                lines += self._ep_parts[eid].delete_lines(self.prefix, counters=False)
                 new_eps[eid] = compiler.endpoint_part(spec, ep)
         old = self._net_parts.get(spec.id)
         if old is not None:
             lines += old.delete_lines(self.prefix)
         lines += new_net.add_lines(self.prefix)
         for part in new_eps.values():
-            lines += part.add_lines(self.prefix)
+            lines += part.add_lines(self.prefix, counters=False)
         self._apply(lines)
         self._nets[spec.id] = spec
         self._net_parts[spec.id] = new_net
@@ -294,8 +294,9 @@ class DataPath:
                               "cannot change; detach it first")
             self._check_mappings(espec)
             part = compiler.endpoint_part(self._nets.get(nspec.id, nspec), espec)
-            self._apply(self._ep_parts[espec.id].delete_lines(self.prefix) +
-                        part.add_lines(self.prefix))
+            # The drop counters live as long as the attachment, not one set of policies.
+            self._apply(self._ep_parts[espec.id].delete_lines(self.prefix, counters=False) +
+                        part.add_lines(self.prefix, counters=False))
             self._eps[espec.id] = espec
             self._ep_parts[espec.id] = part
             path, ifname = self._ep_netns[espec.id]

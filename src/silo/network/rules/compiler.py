@@ -148,9 +148,9 @@ class Part:
     # family, set/map name, element, create (refuse a key that exists)
     elements: list[tuple[str, str, str, bool]] = field(default_factory=list)
 
-    def objects(self) -> list[str]:
+    def objects(self, counters: bool = True) -> list[str]:
         """Its counters, sets and chains as lines of a table block."""
-        block = [f"\tcounter {name} {{ }}" for name in self.counters]
+        block = [f"\tcounter {name} {{ }}" for name in self.counters] if counters else []
         for name, decl, elems in self.sets:
             block.append(f"\tset {name} {{ {decl}; elements = {{ {', '.join(elems)} }} }}"
                          if elems else f"\tset {name} {{ {decl}; }}")
@@ -164,16 +164,16 @@ class Part:
         return [f"{'create' if create else 'add'} element {fam} {prefix} {target} {{ {elem} }}"
                 for fam, target, elem, create in self.elements]
 
-    def add_lines(self, prefix: str) -> list[str]:
+    def add_lines(self, prefix: str, counters: bool = True) -> list[str]:
         """Its own objects as a table block, then its elements. (nft 1.0.6 cannot resolve a
         jump, from an element of an interval map made in the same transaction, to a chain
         declared in a later block or command; :func:`full_script` puts all objects in one
         block.)"""
-        objects = self.objects()
+        objects = self.objects(counters)
         head = ["\n".join([f"table inet {prefix} {{", *objects, "}"])] if objects else []
         return head + self.element_lines(prefix)
 
-    def delete_lines(self, prefix: str) -> list[str]:
+    def delete_lines(self, prefix: str, counters: bool = True) -> list[str]:
         out = []
         for fam, target, elem, _ in self.elements:
             key = elem.split(" : ", 1)[0]
@@ -184,8 +184,8 @@ class Part:
             out.append(f"delete chain inet {prefix} {name}")
         for name, _decl, _elems in self.sets:
             out.append(f"delete set inet {prefix} {name}")
-        for name in self.counters:
-            out.append(f"delete counter inet {prefix} {name}")
+        if counters:
+            out += [f"delete counter inet {prefix} {name}" for name in self.counters]
         return out
 
 
