@@ -174,12 +174,12 @@ def serve(config: DaemonConfig, stop: threading.Event, *,
 def _start_network(factory: NetworkFactory, config: DaemonConfig) -> Any:
     try:
         network = factory(config)
-    except SiloError as err:
+    except (SiloError, OSError) as err:
         log.error("the network service cannot start: %s", err)
         return None
     try:
         log.info("network: loaded %s", _describe(network.load()))
-    except SiloError as err:
+    except (SiloError, OSError) as err:
         log.error("the network service cannot start: %s", err)
         network.close()
         return None
