@@ -191,7 +191,8 @@ def test_pull_and_push_credentials(silod: FakeSilod, monkeypatch: pytest.MonkeyP
                                    silo: Any, tmp_path: Any) -> None:
     silod.override("POST", "/v1/images/pull", lambda r: (200, Lines([IMAGES[0]])))
     silod.override("POST", "/v1/images/.*/push", lambda r: (200, Lines(
-        [{"Id": "aaaaaaaaaaaa", "Status": "Uploading", "Current": 1, "Total": 1}, IMAGES[0]])))
+        [{"Id": "aaaaaaaaaaaa", "Status": "Uploading", "Current": 1, "Total": 1},
+         {**IMAGES[0], "Digest": "sha256:" + "ee" * 32}])))
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"s3cret\n")))
     r = silo("pull", "-q", "--insecure", "-u", "me", "--password-stdin", "--ca-file", "ca.pem",
              "localhost:5000/bb:1")
@@ -204,7 +205,7 @@ def test_pull_and_push_credentials(silod: FakeSilod, monkeypatch: pytest.MonkeyP
     assert r.code == 0, r
     assert image_calls(silod)[-1] == ("POST", "/v1/images/busybox/push",
                                       {"Reference": "localhost:5000/bb:1"})
-    assert "localhost:5000/bb:1: pushed sha256:" + "dd" * 32 in r.out
+    assert "localhost:5000/bb:1: digest: sha256:" + "ee" * 32 in r.out
     r = silo("pull", "--password-stdin", "x")
     assert r.code == 125 and "--password-stdin needs --username" in r.err
 

@@ -212,7 +212,7 @@ def test_progress_lines_are_rationed(svc: ImageService) -> None:
 def test_push(svc: ImageService, backend: FakeBackend) -> None:
     image = store(svc).put(make_image("app", ["app"]))
     lines = drain(svc.push("app", "localhost:5000/app:1"))
-    assert lines[-1]["Id"] == image.id
+    assert lines[-1]["Id"] == image.id and lines[-1]["Digest"] == image.digest
     assert [ln["Status"] for ln in lines[:-1]].count("Done") == 2
     assert backend.remote["localhost:5000/app:1"] is image
     assert events(svc) == [("ImagePushed", image.id, "localhost:5000/app:1")]

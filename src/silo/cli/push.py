@@ -24,7 +24,5 @@ def main(ctx: Context, args: list[str], verb: str = "push") -> int:
         last, _ = show_progress(stream, tty=os.isatty(1),
                                 write=(lambda s: None) if quiet else None)
     if not quiet:
-        digests = last.get("RepoDigests") or []
-        out(f"{target or rest[0]}: pushed" + (f" {digests[-1].rsplit('@', 1)[-1]}"
-                                              if digests else ""))
+        out(f"{target or rest[0]}: digest: {last.get('Digest', '')}")
     return 0

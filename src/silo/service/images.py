@@ -334,11 +334,11 @@ class ImageService:
         creds = _credentials(credentials)
         stream = ProgressStream()
 
-        def work() -> Any:
+        def work() -> dict[str, Any]:
             image = self.backend.pull(self.store, name, platform=platform, insecure=insecure,
                                       ca_file=ca_file, credentials=creds, progress=stream)
             self._publish("ImagePulled", image.id, Name=self.backend.familiar(name))
-            return image
+            return self.summary(image)
 
         self._run(f"pull {name}", name, stream, work)
         return stream
@@ -347,7 +347,8 @@ class ImageService:
              ca_file: str | None = None,
              credentials: dict[str, str] | None = None) -> ProgressStream:
         """Start pushing the image ``ref`` names to ``reference`` (default: ``ref`` itself,
-        which must then be a name)."""
+        which must then be a name). The stream's last line is the image's summary with the
+        ``Digest`` the registry stored its manifest under."""
         image = self.get(ref)
         target = self.backend.normalize(reference or ref, "Reference")
         if ca_file is not None:
@@ -355,17 +356,18 @@ class ImageService:
         creds = _credentials(credentials)
         stream = ProgressStream()
 
-        def work() -> Any:
+        def work() -> dict[str, Any]:
             pushed = self.backend.push(self.store, image.id, target, insecure=insecure,
                                        ca_file=ca_file, credentials=creds, progress=stream)
             self._publish("ImagePushed", image.id, Name=self.backend.familiar(target))
-            return pushed if pushed is not None else self.store.get(image.id)
+            # the digest the registry stored the manifest under
+            return {**self.summary(self.store.get(image.id)), "Digest": pushed.digest}
 
         self._run(f"push {target}", target, stream, work)
         return stream
 
     def _run(self, what: str, key: str, stream: ProgressStream,
-             work: Callable[[], Any]) -> None:
+             work: Callable[[], dict[str, Any]]) -> None:
         lock = self._lock_for(key)
 
         def main() -> None:
@@ -374,7 +376,7 @@ class ImageService:
                 stream.put({"Id": self.backend.familiar(key), "Status": "Waiting"})
                 lock.acquire()
             try:
-                last = self.summary(work())
+                last = work()
             except errors.SiloError as err:
                 log.info("%s: %s", what, err)
                 last = err.to_wire()
@@ -424,7 +426,13 @@ class ImageService:
     def load(self, path: str) -> dict[str, Any]:
         """Load every image of an archive (oci-archive, docker-archive, OCI layout)."""
         _readable(path, "Path", op=_op("load"), directory_ok=True)
-        images = self.backend.load(self.store, path)
+        try:
+            images = self.backend.load(self.store, path)
+        except errors.InvalidArgument as err:
+            if path in err.message:
+                raise
+            reason = err.message.split(": ", 1)[1] if err.field else err.message
+            raise errors.invalid("Path", f"{path}: {reason}", op=_op("load")) from err
         for image in images:
             self._publish("ImageLoaded", image.id)
         return {"Images": [self.summary(i) for i in images]}
