@@ -10,7 +10,12 @@ from pathlib import Path
 
 import peers
 import pytest
-from conftest_registry import registry_auth, registry_plain, registry_tls  # noqa: F401
+from conftest_registry import (  # noqa: F401
+    registry_auth,
+    registry_plain,
+    registry_tls,
+    registry_token,
+)
 from silod_host import Silod, missing
 
 

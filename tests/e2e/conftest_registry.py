@@ -38,3 +38,13 @@ def registry_tls(tmp_path: Path) -> Iterator[reg.Registry]:
     _skip_if_missing()
     with reg.registry(tmp_path / "registry-tls", tls=True) as r:
         yield r
+
+
+@pytest.fixture
+def registry_token(tmp_path: Path) -> Iterator[reg.Registry]:
+    """docker-registry with token auth: a Bearer challenge naming a token realm of its own
+    (``.token``), which wants ``.credentials``."""
+    _skip_if_missing()
+    with reg.registry(tmp_path / "registry-token", credentials=("silo-bearer", "t0ken pw"),
+                      token=True) as r:
+        yield r

@@ -17,6 +17,7 @@ other tools.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import hashlib
@@ -32,6 +33,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 REGISTRY_BIN = "docker-registry"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -68,19 +70,116 @@ def run(argv: Sequence[str], *, timeout: float = 120,
     return proc
 
 
+class TokenServer:
+    """A token realm for the registry's ``token`` auth, on loopback: ``GET /token?service=&
+    scope=`` answers a JWT (RS256, signed by ``openssl`` with a self-signed key whose
+    certificate the registry trusts and the token carries in ``x5c``) granting what the scope
+    asks. With ``credentials`` it wants them (Basic) and answers 401 to others; anonymous
+    requests get a token that grants nothing."""
+
+    SERVICE = "silo-test-registry"
+    ISSUER = "silo-test-issuer"
+
+    def __init__(self, workdir: Path, credentials: tuple[str, str] | None) -> None:
+        import http.server
+
+        self.credentials = credentials
+        self.key = workdir / "token.key"
+        self.cert = workdir / "token.crt"
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+             str(self.key), "-out", str(self.cert), "-days", "2", "-subj", "/CN=silo token"])
+        der = run_bytes(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"])
+        self.x5c = base64.b64encode(der).decode()
+        self.requests: list[dict[str, str]] = []
+        server_self = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server_self._answer(self)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        self._thread = threading.Thread(target=self.server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+    def _answer(self, h: Any) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        q = parse_qs(urlsplit(h.path).query)
+        auth = h.headers.get("Authorization", "")
+        self.requests.append({"auth": auth, "scope": " ".join(q.get("scope", []))})
+        user = ""
+        if auth:
+            want = base64.b64encode(":".join(self.credentials or ("", "")).encode()).decode()
+            if not self.credentials or auth != f"Basic {want}":
+                body = b'{"details":"invalid credentials"}'
+                h.send_response(401)
+                h.send_header("Content-Length", str(len(body)))
+                h.end_headers()
+                h.wfile.write(body)
+                return
+            user = self.credentials[0]
+        access = []
+        if user or not self.credentials:
+            for scope in q.get("scope", []):
+                kind, _, rest = scope.partition(":")
+                name, _, actions = rest.rpartition(":")
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        body = json.dumps({"token": self._sign(user, access), "expires_in": 300}).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def _sign(self, user: str, access: list[dict[str, object]]) -> str:
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        claims = {"iss": self.ISSUER, "sub": user, "aud": self.SERVICE, "exp": now + 300,
+                  "nbf": now - 60, "iat": now, "jti": secrets.token_hex(8), "access": access}
+        signing = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+        sig = run_bytes(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+                        input=signing.encode())
+        return f"{signing}.{b64(sig)}"
+
+
+def run_bytes(argv: Sequence[str], *, input: bytes | None = None) -> bytes:
+    proc = subprocess.run(list(argv), capture_output=True, timeout=60, input=input,
+                          stdin=None if input is not None else subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr!r}")
+    return proc.stdout
+
+
 class Registry:
     """One ``docker-registry serve`` on ``127.0.0.1:<port>`` (``localhost:<port>`` with TLS).
 
-    ``credentials=(user, password)`` turns on htpasswd auth; ``tls=True`` serves https with
-    ``self.ca_file`` as the CA that signed its certificate.
+    ``credentials=(user, password)`` turns on htpasswd auth, or with ``token=True`` token
+    auth through a :class:`TokenServer` of its own (``self.token``); ``tls=True`` serves
+    https with ``self.ca_file`` as the CA that signed its certificate.
     """
 
     def __init__(self, workdir: Path, *, credentials: tuple[str, str] | None = None,
-                 tls: bool = False) -> None:
+                 tls: bool = False, token: bool = False) -> None:
         self.workdir = workdir
         self.storage = workdir / "storage"
         self.credentials = credentials
         self.tls = tls
+        self.use_token = token
+        self.token: TokenServer | None = None
         self.port = 0
         self.ca_file = workdir / "ca.crt"
         self.log_path = workdir / "registry.log"
@@ -101,7 +200,12 @@ class Registry:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.storage.mkdir(exist_ok=True)
         auth = tls = ""
-        if self.credentials:
+        if self.use_token:
+            self.token = TokenServer(self.workdir, self.credentials)
+            auth = (f"auth:\n  token:\n    realm: {self.token.realm}\n"
+                    f"    service: {TokenServer.SERVICE}\n    issuer: {TokenServer.ISSUER}\n"
+                    f"    rootcertbundle: {self.token.cert}\n")
+        elif self.credentials:
             import bcrypt
 
             user, password = self.credentials
@@ -169,6 +273,9 @@ class Registry:
                     self.proc.kill()
                     self.proc.wait()
             self.proc = None
+        if remove and self.token is not None:
+            self.token.close()
+            self.token = None
         if remove:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -369,3 +369,30 @@ def test_a_killed_pull_runs_again(registry_plain: reg.Registry, tmp_path: Path) 
     img = pull(store, f"{registry_plain.host}/{REPO}:v1", insecure=True)
     assert len(file_in(store, 4, "pull/big.bin")) == BIG
     assert store.get(f"{registry_plain.host}/{REPO}:v1").id == img.id
+
+
+# -- token auth (Bearer) ---------------------------------------------------------------------
+
+
+def test_bearer_token_with_the_right_credentials(registry_token: reg.Registry, tmp_path: Path,
+                                                 store: ImageStore) -> None:
+    pushed(registry_token, tmp_path)
+    assert registry_token.token is not None
+    registry_token.token.requests.clear()
+    img = pull(store, f"{registry_token.host}/{REPO}:v1", insecure=True,
+               credentials=registry_token.credentials)
+    assert len(img.layers) == 3
+    asked = registry_token.token.requests
+    assert len(asked) == 1  # one token for the repository's pull scope, reused for every blob
+    assert asked[0]["scope"] == f"repository:{REPO}:pull" and asked[0]["auth"]
+
+
+@pytest.mark.parametrize(("creds", "words"), [(("silo-bearer", "wrong"), "refused the credentials"),
+                                              (None, "requires credentials")])
+def test_bearer_token_refused(registry_token: reg.Registry, tmp_path: Path, store: ImageStore,
+                              creds: tuple[str, str] | None, words: str) -> None:
+    pushed(registry_token, tmp_path)
+    with pytest.raises(errors.InvalidArgument) as e:
+        pull(store, f"{registry_token.host}/{REPO}:v1", insecure=True, credentials=creds)
+    assert words in str(e.value) and registry_token.host in str(e.value)
+    assert store.list() == [] and leftovers(store) == []

@@ -155,3 +155,13 @@ def test_push_to_a_registry_that_is_down(registry_plain: reg.Registry,
     with pytest.raises(errors.Unavailable) as e:
         push(store, LOCAL, f"{host}/silo-e2e/pushed:v1", insecure=True, retries=1)
     assert host in str(e.value)
+
+
+def test_push_with_a_bearer_token(registry_token: reg.Registry,
+                                  local: tuple[ImageStore, Image, bytes]) -> None:
+    store, _, manifest = local
+    push(store, LOCAL, f"{registry_token.host}/silo-e2e/pushed:v1", insecure=True,
+         credentials=registry_token.credentials)
+    assert registry_token.raw_manifest("silo-e2e/pushed:v1") == manifest
+    assert registry_token.token is not None
+    assert any("push" in r["scope"] for r in registry_token.token.requests)

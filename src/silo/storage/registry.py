@@ -120,6 +120,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _hostname(host: str) -> str:
+    """``host[:port]`` without the port, as ``urlsplit(...).hostname`` spells it."""
+    return urllib.parse.urlsplit(f"//{host}").hostname or host
+
+
 def check_repository(repository: str) -> str:
     if not _REPO_RE.match(repository) or len(repository) > 255:
         raise errors.invalid("repository", f"{repository!r} is not a repository name", op=OP)
@@ -639,8 +644,9 @@ class RegistryClient:
                 if s and ("scope", s) not in query:
                     query.append(("scope", s))
         headers = {"Accept": "application/json"}
-        # Basic credentials go to the realm only over TLS or to the registry's own host.
-        if self.credentials and (u.scheme == "https" or u.netloc == self.host):
+        # Basic credentials go to the realm only over TLS, or in plain http to the registry's
+        # own host name (another port of it: a token server beside a local registry).
+        if self.credentials and (u.scheme == "https" or u.hostname == _hostname(self.host)):
             headers["Authorization"] = "Basic " + base64.b64encode(
                 f"{self.credentials[0]}:{self.credentials[1]}".encode()).decode()
         target = urllib.parse.urlunsplit(("", "", u.path or "/",
