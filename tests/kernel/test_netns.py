@@ -103,6 +103,19 @@ def test_bad_input(net_prefix: str, netns_path: str) -> None:
             netns.sysctl_in(netns_path, key, "1")
     with pytest.raises(InvalidArgument):
         netns.sysctl_in(netns_path, "net.ipv4.ip_forward", "banana")
+    for value in ("1\n0", "", "1\x00"):
+        with pytest.raises(InvalidArgument):
+            netns.sysctl_in(netns_path, "net.ipv4.ip_forward", value)
+    # A symbolic link to a namespace is not ours to unmount and remove.
+    link = os.path.join(RUN_DIR, f"{net_prefix}-link")
+    os.symlink(netns_path, link)
+    try:
+        assert netns.exists(link)
+        with pytest.raises(InvalidArgument):
+            netns.delete(link)
+        assert netns.exists(netns_path) and mounted(netns_path)
+    finally:
+        os.unlink(link)
 
 
 def test_many_namespaces_leave_nothing(netns_factory: Callable[[], str],

@@ -28,6 +28,7 @@ T = TypeVar("T")
 
 CLONE_NEWNET = libc.CLONE_NEWNET
 MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
 MS_SHARED = 1 << 20
 
 
@@ -164,7 +165,7 @@ def ensure_shared_dir(directory: str) -> None:
 
 def _remove(path: str) -> None:
     try:
-        libc.umount2(path, MNT_DETACH)
+        libc.umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW)
     except OSError:
         pass
     try:
@@ -178,10 +179,14 @@ def delete(path: str) -> None:
     there. The namespace itself lives on while a process or an open fd is in it."""
     op = "netns::delete"
     _check_path(path, op)
+    if os.path.islink(path):
+        # A link to some namespace (/proc/<pid>/ns/net) is not a namespace we bind-mounted.
+        raise invalid("netns", f"{path} is a symbolic link, not a namespace mount", op=op,
+                      obj=path)
     if not exists(path):
         raise NotFound(f"no network namespace at {path}", op=op, obj=path)
     try:
-        libc.umount2(path, MNT_DETACH)
+        libc.umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW)
         os.unlink(path)
     except OSError as err:
         raise Internal(f"delete {path}: {err.strerror}", op=op, obj=path) from err
@@ -308,6 +313,9 @@ def sysctl_path(key: str) -> str:
 
 
 def write_sysctl_file(file: str, key: str, value: str) -> None:
+    if not value or any(ord(c) < 32 and c != "\t" for c in value):
+        raise invalid("sysctl", f"{key}: {value!r} is not a single-line value",
+                      op="sysctl::set", obj=key)
     try:
         with open(file, "w") as f:
             f.write(value)

@@ -6,8 +6,10 @@ A rate on the host side of an endpoint's veth limits what reaches the container;
 container side (``netns``), what it sends. Policing what the host end receives (``police``,
 ``matchall``) would keep the limit out of a CAP_NET_ADMIN container's reach, but this
 kernel builds neither (only u32/bpf classifiers, mirred, ingress, htb, tbf, ifb): an nft
-``netdev`` ingress chain with ``limit rate over N bytes/second drop`` does that job there. The bucket holds 10 ms at the rate (at least ten
-full-size frames), the queue 50 ms more, so bursts pass smoothly and the delay stays bounded.
+``netdev`` ingress chain with ``limit rate over N bytes/second drop`` does that job there.
+
+The bucket holds 10 ms at the rate (at least ten full-size frames), the queue 50 ms more, so
+bursts pass smoothly and the delay stays bounded.
 
 Imports :mod:`silo.errors`, :mod:`silo.kernel._rtnl`, :mod:`silo.kernel.netlink`.
 """
