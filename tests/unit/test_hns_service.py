@@ -330,3 +330,14 @@ def test_concurrent_endpoint_creates_never_share_an_address(svc: HostNetworkServ
     addrs = {e["IpConfigurations"][0]["IpAddress"] for e in made}
     assert len(made) == 240 and len(addrs) == 240
     assert len(svc.store.load()["endpoint"]) == 240
+
+
+def test_a_network_without_subnets_gets_a_free_24(svc: HostNetworkService) -> None:
+    mknet(svc, "taken", "172.20.0.0/24")
+    net = svc.create_network({"Name": "auto"})
+    assert net["Ipams"][0]["Subnets"][0]["IpAddressPrefix"] == "172.20.1.0/24"
+    assert net["Linux"]["Gateways"] == ["172.20.1.1"]
+    second = svc.create_network({"Name": "auto2", "Type": "Internal"})
+    assert second["Ipams"][0]["Subnets"][0]["IpAddressPrefix"] == "172.20.2.0/24"
+    l2 = svc.create_network({"Name": "l2", "Type": "L2Bridge"})
+    assert l2["Ipams"] == []

@@ -156,3 +156,12 @@ def test_concurrent_allocations_never_share_an_address() -> None:
     assert len(addrs) == len(set(addrs))
     assert len({ep["MacAddress"] for ep in got}) == len(got)
     assert len(got) == 254 and len(errors) == 480 - 254
+
+
+def test_free_subnet_skips_what_networks_hold_and_runs_out() -> None:
+    ipam, _ = pool("10.9.0.0/24")
+    assert ipam.free_subnet("10.9.0.0/23", 24) == "10.9.1.0/24"
+    ipam.add_network(network("10.9.1.128/25"))
+    with pytest.raises(Unavailable) as e:
+        ipam.free_subnet("10.9.0.0/23", 24)
+    assert e.value.field == "Ipams"

@@ -46,6 +46,10 @@ DEFAULT_NETWORK = "nat"
 # Docker on Windows's "nat" prefix. Not in Docker-on-Linux's default pools (172.17-31.0.0/16,
 # 192.168.0.0/16) nor podman's (10.88.0.0/16, 10.89.x.0/24).
 DEFAULT_SUBNET = "172.16.0.0/16"
+# Where a NAT, Internal or Private network created without subnets gets a /24 (as Docker's
+# pools give `docker network create web` one): 172.20.0.0/14, apart from DEFAULT_SUBNET.
+AUTO_SUBNETS = "172.20.0.0/14"
+AUTO_SUBNET_TYPES = ("NAT", "Internal", "Private")
 
 _OP = {"network": "hns::Network", "endpoint": "hns::Endpoint", "namespace": "hns::Namespace"}
 _COUNTERS = ("BytesReceived", "BytesSent", "PacketsReceived", "PacketsSent",
@@ -155,6 +159,11 @@ class HostNetworkService:
         net = hns.validate("network", doc)
         with self._lock:
             self._unique("network", net)
+            if net["Type"] in AUTO_SUBNET_TYPES and \
+                    not any(ipam["Subnets"] for ipam in net["Ipams"]):
+                net["Ipams"] = [{"Type": "Static", "Subnets": [{
+                    "IpAddressPrefix": self.ipam.free_subnet(AUTO_SUBNETS, 24), "Flags": 0,
+                    "Routes": [], "Policies": []}]}]
             clash = self.ipam.overlapping(net)
             if clash is not None:
                 field, other, prefix = clash

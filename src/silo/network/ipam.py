@@ -145,6 +145,19 @@ class Ipam:
                                         str(o.network))
         return None
 
+    def free_subnet(self, pool: str, prefixlen: int) -> str:
+        """The first ``/prefixlen`` of ``pool`` that overlaps no network's subnet; Unavailable
+        when every one does."""
+        whole = ipaddress.ip_network(pool)
+        with self._lock:
+            taken = [s.network for p in self._pools.values() for s in p.subnets
+                     if s.network.version == whole.version]
+            for candidate in whole.subnets(new_prefix=prefixlen):
+                if not any(candidate.overlaps(t) for t in taken):
+                    return str(candidate)
+        raise Unavailable(f"Ipams: no free /{prefixlen} left in {pool} for a network without "
+                          "subnets; give one", field="Ipams")
+
     def gateways(self, network_id: str) -> list[str]:
         """The reserved gateway of each subnet (the data path puts them on the bridge)."""
         with self._lock:
