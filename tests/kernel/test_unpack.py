@@ -222,3 +222,83 @@ def test_busybox_rootfs_round_trip(tmp_path: Path, dest: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
         assert result.size == sum(m.size for m in tar if m.isreg())
     assert snapshot(dest) == snapshot(rootfs)
+
+
+# -- layers written by GNU tar, compared with GNU tar's own extraction -------------------------
+
+def xattrs_of(root: Path) -> dict[str, dict[str, bytes]]:
+    out: dict[str, dict[str, bytes]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            if p.is_symlink() or not (p.is_file() or p.is_dir()):
+                continue
+            keys = sorted(k for k in os.listxattr(p) if k.startswith("user."))
+            if keys:
+                out[str(p.relative_to(root))] = {k: os.getxattr(p, k) for k in keys}
+    return out
+
+
+def make_source(src: Path) -> None:
+    """A tree with every kind of entry a layer carries, plus a real one (zoneinfo)."""
+    (src / "etc").mkdir(parents=True)
+    (src / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    os.link(src / "etc/passwd", src / "etc/passwd-")
+    (src / "bin").mkdir()
+    (src / "bin/su").write_bytes(b"\x7fELF su")
+    os.chmod(src / "bin/su", 0o4755)
+    os.symlink("su", src / "bin/su2")
+    os.symlink("/etc/passwd", src / "bin/abs")
+    long_dir = src / ("l" * 120) / ("m" * 120)
+    long_dir.mkdir(parents=True)
+    (long_dir / ("n" * 200)).write_bytes(b"long")
+    os.link(long_dir / ("n" * 200), src / "hardlink-to-long")
+    (src / "tmp").mkdir(mode=0o1777)
+    os.chmod(src / "tmp", 0o1777)
+    (src / "home/user").mkdir(parents=True)
+    os.chown(src / "home/user", 1000, 1000)
+    (src / "home/user/.profile").write_text("export A=1\n")
+    os.chown(src / "home/user/.profile", 1000, 100)
+    os.setxattr(src / "home/user/.profile", "user.origin", b"layer\x00binary\xff")
+    os.mkfifo(src / "tmp/fifo", 0o640)
+    os.mknod(src / "etc/null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    (src / "empty").mkdir(mode=0o700)
+    os.chmod(src / "empty", 0o700)
+    subprocess.run(["cp", "-a", "/usr/share/zoneinfo", str(src / "zoneinfo")], check=True)
+    for dirpath, dirnames, filenames in os.walk(src):
+        for name in dirnames + filenames:
+            os.utime(Path(dirpath) / name, (1_500_000_000, 1_500_000_000),
+                     follow_symlinks=False)
+
+
+GNU_TAR_SKIP = probes.need_all(probes.need_binary("tar"), probes.need_binary("zstd"),
+                               None if Path("/usr/share/zoneinfo").is_dir()
+                               else "/usr/share/zoneinfo is missing (tzdata)")
+
+
+@pytest.mark.skipif(bool(GNU_TAR_SKIP), reason=GNU_TAR_SKIP or "")
+@pytest.mark.parametrize("fmt,compress,media_type", [
+    ("gnu", "--gzip", OCI_GZIP), ("posix", "--zstd", OCI_ZSTD), ("posix", "--gzip", OCI_GZIP),
+])
+def test_layer_written_by_gnu_tar_matches_gnu_tar_extraction(
+        tmp_path: Path, dest: Path, fmt: str, compress: str, media_type: str) -> None:
+    src = tmp_path / "src"
+    make_source(src)
+    layer = tmp_path / "layer"
+    xattr_flags = ["--xattrs", "--xattrs-include=user.*"] if fmt == "posix" else []
+    subprocess.run(["tar", "-c", compress, f"--format={fmt}", *xattr_flags, "-f", str(layer),
+                    "-C", str(src), "."], check=True)
+    with layer.open("rb") as f:
+        result = unpack(f, str(dest), media_type)
+    by_tar = tmp_path / "by-tar"
+    by_tar.mkdir()
+    subprocess.run(["tar", "-x", compress, "--same-owner", "--same-permissions", *xattr_flags,
+                    "-f", str(layer), "-C", str(by_tar)], check=True)
+    unzip = "gzip" if compress == "--gzip" else "zstd"
+    raw = subprocess.run([unzip, "-dc", str(layer)], check=True, capture_output=True).stdout
+    assert result.diff_id == diff_id(raw)
+    assert snapshot(dest) == snapshot(by_tar)
+    assert snapshot(dest)["bin/su"][1] == 0o4755
+    if fmt == "posix":
+        assert xattrs_of(dest) == xattrs_of(by_tar) == {
+            "home/user/.profile": {"user.origin": b"layer\x00binary\xff"}}
