@@ -359,3 +359,22 @@ def test_routed_v4_and_v6_through_a_router_namespace(netns_factory: Callable[[],
             s.close()
 
     assert netns.run_in(a, echo6)
+
+
+def test_bridge_port_options(netns_path: str) -> None:
+    with Netlink(netns_path) as nl:
+        nl.add_bridge("br0")
+        nl.add_veth("p0", "p1")
+        with pytest.raises(InvalidArgument):
+            nl.set_bridge_port("p0", hairpin=True)  # not a bridge port yet
+        nl.set_link("p0", master="br0")
+        nl.set_bridge_port("p0", hairpin=True, learning=False, unicast_flood=False,
+                           isolated=True)
+        shown = ip_in(netns_path, "-d", "link", "show", "p0")
+        assert "hairpin on" in shown and "learning off" in shown
+        assert "flood off" in shown and "isolated on" in shown
+        nl.set_bridge_port("p0", hairpin=False, isolated=False)
+        shown = ip_in(netns_path, "-d", "link", "show", "p0")
+        assert "hairpin off" in shown and "isolated off" in shown and "learning off" in shown
+        with pytest.raises(InvalidArgument):
+            nl.set_bridge_port("p0", hairpin=1)  # type: ignore[arg-type]

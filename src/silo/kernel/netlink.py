@@ -466,6 +466,34 @@ class Netlink:
             if opened:
                 os.close(fd)
 
+    def set_bridge_port(self, name: str, *, hairpin: bool | None = None,
+                        learning: bool | None = None, unicast_flood: bool | None = None,
+                        isolated: bool | None = None) -> None:
+        """Options of ``name`` as a port of its bridge: ``hairpin`` (a frame may leave by the
+        port it came in: a container reaching its own published port through the host),
+        ``learning`` (source MACs learnt), ``unicast_flood`` (unknown unicast flooded to it),
+        ``isolated`` (no traffic to other isolated ports). InvalidArgument if it is not a
+        bridge port."""
+        op = "netlink::set_bridge_port"
+        check_ifname(name, op=op)
+        opts = []
+        for attr, value, field in ((r.IFLA_BRPORT_MODE, hairpin, "hairpin"),
+                                   (r.IFLA_BRPORT_LEARNING, learning, "learning"),
+                                   (r.IFLA_BRPORT_UNICAST_FLOOD, unicast_flood,
+                                    "unicast_flood"),
+                                   (r.IFLA_BRPORT_ISOLATED, isolated, "isolated")):
+            if value is None:
+                continue
+            if not isinstance(value, bool):
+                raise invalid(field, f"must be true or false, got {value!r}", op=op, obj=name)
+            opts.append(r.attr_u8(attr, 1 if value else 0))
+        if not opts:
+            return
+        info = r.nested(r.IFLA_LINKINFO, r.attr_str(r.IFLA_INFO_SLAVE_KIND, "bridge"),
+                        r.attr(r.IFLA_INFO_SLAVE_DATA, b"".join(opts)))
+        self._do(r.RTM_NEWLINK, r.ifinfomsg() + r.attr_str(r.IFLA_IFNAME, name) + info, op=op,
+                 obj=name)
+
     def delete_link(self, name: str) -> None:
         """Delete ``name`` (a veth takes its peer with it). NotFound if absent."""
         op = "netlink::delete_link"
