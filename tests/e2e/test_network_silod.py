@@ -199,3 +199,45 @@ def test_a_namespace_a_client_made(silod: Silod) -> None:
         client.delete_network("cni", force=True)
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
+def test_concurrent_creates_and_attaches_through_silod(silod: Silod) -> None:
+    """Six clients at once (each call its own connection): every endpoint gets its own
+    address, MAC and interface; the records and the host agree."""
+    import threading
+
+    client = silod.client()
+    client.create_network({"Name": "busy", "Ipams": [{"Subnets": [
+        {"IpAddressPrefix": subnet()}]}]})
+    made: list[dict[str, Any]] = []
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(6)
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(5):
+            try:
+                ep, _path = attach(silod, "busy")
+            except BaseException as err:  # reported below, with the others
+                with lock:
+                    failures.append(err)
+                return
+            with lock:
+                made.append(ep)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    addrs = {e["IpConfigurations"][0]["IpAddress"] for e in made}
+    macs = {e["MacAddress"] for e in made}
+    assert len(made) == 30 and len(addrs) == 30 and len(macs) == 30
+    host = links()
+    assert all(e["Linux"]["HostInterface"] in host for e in made)
+    for ns in client.list_namespaces():
+        client.delete_namespace(ns["ID"])
+    client.delete_network("busy", force=True)
+    assert not any(e["Linux"]["HostInterface"] in links() for e in made)
