@@ -14,8 +14,13 @@ parent directory, and each parent is reached one component at a time from a desc
 ``dest`` with ``O_NOFOLLOW|O_DIRECTORY``: the kernel never resolves a path string that the layer
 wrote, so no symlink in the layer is ever followed. A symlink may point anywhere (it is data,
 and is only ever resolved inside the container); an entry whose parent path goes through a
-symlink is refused rather than followed, including hardlinks whose target's path does. Missing
-parents are created (0755), as tar writers often omit directory entries.
+symlink is refused rather than followed, including hardlinks whose target's path does (this is
+stricter than containerd, which follows such symlinks inside the root; tar writers list real
+paths, so real layers do not need it). "/../x" is refused too, as docker does. Existing files
+are never opened for writing: a later entry unlinks the old name and creates a new inode, so
+no write goes through a hardlink, into a FIFO or to a device. Missing parents are created
+(0755), as tar writers often omit directory entries. At most ``_CHAIN_MAX`` parent descriptors
+stay open, however deep the paths.
 
 Later entries replace earlier ones with the same name (a directory over a directory merges),
 as in tar. Directory modes and mtimes are applied after the whole stream, deepest first, so a
@@ -28,6 +33,16 @@ forge overlayfs's own metadata such as ``trusted.overlay.redirect``/``metacopy``
 and the other ``security.*`` names (SELinux/IMA labels are the host's policy, not an image's).
 Ownership (numeric uid/gid) is applied when running as root; modes keep setuid, setgid and the
 sticky bit (set after chown, which clears them).
+
+Devices, whiteouts, ``trusted.overlay.opaque``, ``security.capability`` and ownership need
+root (CAP_MKNOD, CAP_SYS_ADMIN, CAP_SETFCAP, CAP_CHOWN). Sparse files are written out dense.
+Nothing is fsynced: a caller that publishes the layer by renaming it should ``syncfs`` first
+if it needs the layer to survive a power cut.
+
+The tar headers are read with :mod:`tarfile` in stream mode. Measured on a 52 MB layer of
+6,700 entries (``bench/unpack.py``), tarfile's share is ~0.14 s; on a disk both this unpacker
+and GNU tar spend almost all their time creating files, so a hand-written parser would not
+pay for its risk.
 
 On any error ``unpack`` raises (InvalidArgument naming the entry or the stream problem;
 Internal for a failing disk, naming the entry) and leaves ``dest`` partly written: the caller
@@ -102,7 +117,7 @@ def unpack(stream: BinaryIO, dest: str, media_type: str, *,
             size = _extract(tree, source)
             source.drain()
         except (tarfile.TarError, EOFError) as e:
-            raise InvalidArgument(f"layer: corrupt tar stream: {e}", op=OP, obj=dest,
+            raise InvalidArgument(f"layer: corrupt tar stream: {e}", op=OP,
                                   field="layer") from e
         tree.finish()
     finally:
