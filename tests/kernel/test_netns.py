@@ -140,15 +140,12 @@ def test_a_fifo_is_never_opened(net_prefix: str) -> None:
         os.unlink(fifo)
 
 
-def test_shared_dir_propagates_delete_to_copied_mount_namespaces(net_prefix: str) -> None:
-    """A mount namespace copied after the netns was made (a process that unshared) loses the
-    netns mount when it is deleted, so it cannot pin the namespace."""
+def test_delete_reaches_copied_mount_namespaces(net_prefix: str) -> None:
+    """A mount namespace copied after the netns was made (a process that unshared; the root
+    mount here is private, so no unmount propagates) loses the netns mount when it is deleted,
+    so it cannot pin the namespace."""
     d = tempfile.mkdtemp(prefix=f"silo-{net_prefix}-")
     try:
-        netns.ensure_shared_dir(d)
-        netns.ensure_shared_dir(d)  # idempotent: one mount, not two
-        with open("/proc/self/mountinfo") as f:
-            assert len([m for m in f if f" {d} " in m and "shared:" in m]) == 1
         path = os.path.join(d, "ns")
         netns.create(path)
         to_child_r, to_child_w = os.pipe()
@@ -173,6 +170,5 @@ def test_shared_dir_propagates_delete_to_copied_mount_namespaces(net_prefix: str
                 os.close(fd)
         assert os.waitstatus_to_exitcode(status) == 0, "the copy kept the netns mount"
     finally:
-        while netns.is_mount_point(d):
-            libc.umount2(d, netns.MNT_DETACH)
+        netns.ensure_deleted(os.path.join(d, "ns"))
         os.rmdir(d)

@@ -29,7 +29,6 @@ T = TypeVar("T")
 CLONE_NEWNET = libc.CLONE_NEWNET
 MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
-MS_SHARED = 1 << 20
 
 
 def _nsfs_dev() -> int:
@@ -146,23 +145,6 @@ def is_mount_point(path: str) -> bool:
     return False
 
 
-def ensure_shared_dir(directory: str) -> None:
-    """Make ``directory`` a mount point with shared propagation (as ``ip netns`` does for
-    /run/netns), so that a namespace file unmounted here is unmounted too in every mount
-    namespace copied from this one since; otherwise such a copy would keep the namespace
-    alive after :func:`delete`. Idempotent."""
-    op = "netns::ensure_shared_dir"
-    _check_path(directory, op)
-    try:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-        if not is_mount_point(directory):
-            libc.mount(directory, directory, None, libc.MS_BIND)
-        libc.mount(None, directory, None, MS_SHARED)
-    except OSError as err:
-        raise Internal(f"make {directory} a shared mount: {err.strerror}", op=op,
-                       obj=directory) from err
-
-
 def _remove(path: str) -> None:
     try:
         libc.umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW)
@@ -176,7 +158,12 @@ def _remove(path: str) -> None:
 
 def delete(path: str) -> None:
     """Unmount and remove the namespace file at ``path``. NotFound if there is no namespace
-    there. The namespace itself lives on while a process or an open fd is in it."""
+    there. The namespace itself lives on while a process or an open fd is in it.
+
+    The unlink matters as much as the unmount: a mount namespace copied from ours since (a
+    process that unshared) holds its own copy of the bind mount, which an unmount here does
+    not reach; unlinking the file detaches it in every namespace (Linux >= 3.18), so no copy
+    keeps the network namespace alive. No shared-propagation run dir is needed for that."""
     op = "netns::delete"
     _check_path(path, op)
     if os.path.islink(path):
@@ -356,6 +343,6 @@ def sysctl_get_in(path: str, key: str) -> str:
     return call_in_thread(path, read_sysctl_file, file, key)
 
 
-__all__ = ["call_in_thread", "create", "delete", "ensure_deleted", "ensure_shared_dir", "exists",
+__all__ = ["call_in_thread", "create", "delete", "ensure_deleted", "exists",
            "is_mount_point", "open_fd", "read_sysctl_file", "run_in", "sysctl_get_in",
            "sysctl_in", "sysctl_path", "write_sysctl_file"]
