@@ -393,7 +393,7 @@ class ImageStore:
                     progress.done(desc)
                 return self.layers.info(chain).size
             if have_layer:  # unpacked from another compression: fetch the blob only
-                self._fetch_blob(source, desc, progress)
+                self._fetch_blob(source, desc, diff_id, progress)
                 return self.layers.info(chain).size
             if have_blob:
                 if progress is not None:
@@ -427,13 +427,36 @@ class ImageStore:
                 progress.done(desc)
             return info.size
 
-    def _fetch_blob(self, source: BlobSource, desc: Descriptor,
+    def _fetch_blob(self, source: BlobSource, desc: Descriptor, diff_id: str,
                     progress: Progress | None) -> None:
+        """Store the blob of a layer that is unpacked already. Its digest and size are not
+        enough: it must also decompress to the config's ``diff_id``, or save and push would
+        export a blob that is not the layer the image names. The uncompressed stream is
+        hashed, not extracted, in the same pass as the download; the blob becomes visible only
+        once both checks pass."""
+        from silo.storage.unpack import _TarStream  # when first used: the decompressors
+
+        mediatypes.compression(desc.media_type)
         if progress is not None:
             progress.start(desc, "download")
         with self._open(source, desc) as stream, \
                 self.content.ingest(desc.digest, desc.size) as w:
-            _Tee(stream, w, desc, progress).drain()
+            tee = _Tee(stream, w, desc, progress)
+            try:
+                tar = _TarStream(cast(BinaryIO, tee), None)
+                tar.drain()
+            except InvalidArgument as e:  # not a stream that decompresses, or too long
+                if desc.digest in e.message:
+                    raise
+                raise InvalidArgument(f"layer blob {desc.digest} (diff_id {diff_id}): "
+                                      f"{e.message}", op="images::add", obj=desc.digest,
+                                      field=e.field) from e
+            actual = "sha256:" + tar.digest()
+            if actual != diff_id:
+                raise InvalidArgument(
+                    f"layer blob {desc.digest} decompresses to {actual}, but "
+                    f"config.rootfs.diff_ids says {diff_id}: the blob is not that layer",
+                    op="images::add", obj=desc.digest, field="config.rootfs.diff_ids")
             w.commit()
         if progress is not None:
             progress.done(desc)

@@ -544,3 +544,42 @@ def test_the_same_image_with_other_compression(store: ImageStore) -> None:
     assert store.gc() == sum(len(x) for x in gz.layers) + len(gz.manifest)
     assert all(store.content.has(sha256(x)) for x in raw.layers)
     assert all(store.layers.has(ly.chain_id) for ly in img.layers)
+
+
+@pytest.mark.parametrize(("blob_of", "words"), [
+    ("gzip", "decompresses to"), ("plain", "decompresses to"), ("garbage", "corrupt gzip"),
+])
+def test_a_blob_for_a_layer_already_unpacked_must_match_its_diff_id(
+        store: ImageStore, blob_of: str, words: str) -> None:
+    """The layer is unpacked already (from another compression), so only the blob is fetched:
+    it must still decompress to the config's diff_id, or save/push would export a blob that
+    is not the layer the image names."""
+    import gzip
+
+    from tests.unit.storage.imagefactory import tar_bytes
+
+    gz = image(BASE, MID)
+    store.add(CountingSource(gz), gz.manifest, mt.OCI_MANIFEST, names=["x:1"])
+    other = tar_bytes({"evil": b"not the layer\n"})
+    bad = {"gzip": gzip.compress(other, mtime=0), "plain": other,
+           "garbage": b"\x1f\x8b" + bytes(100)}[blob_of]
+    media = mt.OCI_LAYER if blob_of == "plain" else mt.OCI_LAYER_GZIP
+    man = json.loads(gz.manifest)
+    man["layers"][1] = {"mediaType": media, "digest": sha256(bad), "size": len(bad)}
+    manifest = json.dumps(man).encode()
+    src = CountingSource(gz)
+    src.blobs[sha256(bad)] = bad
+    before = visible(Path(store.root))
+    with pytest.raises(InvalidArgument) as e:
+        store.add(src, manifest, mt.OCI_MANIFEST, names=["x:evil"])
+    msg = str(e.value)
+    assert sha256(bad) in msg and words in msg, msg
+    assert gz.diff_ids[1] in msg
+    if blob_of != "garbage":
+        assert sha256(other) in msg
+    assert src.count(sha256(bad)) == 1
+    assert visible(Path(store.root)) == before  # neither the blob nor the manifest
+    assert leftovers(Path(store.root)) == []
+    with pytest.raises(NotFound):
+        store.get("x:evil")
+    assert store.get(gz.id).digest == gz.digest
