@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from silo.errors import InvalidArgument, NotSupported
+from silo.errors import Internal, InvalidArgument, NotSupported, Unavailable
 from silo.storage.unpack import UnpackResult, kept_xattr, unpack
 
 pytestmark = pytest.mark.unit
@@ -530,3 +530,45 @@ def test_corrupt_stream_leaks_no_descriptors(dest: Path) -> None:
     with pytest.raises(InvalidArgument):
         run(blob(SAMPLE.tar(), "gzip")[:-30], dest, OCI_GZIP)
     assert open_fds() == before
+
+
+class Failing(io.RawIOBase):
+    """A blob whose second read fails with ``error``."""
+
+    def __init__(self, data: bytes, error: Exception) -> None:
+        self._data, self._error, self._reads = data, error, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self._reads += 1
+        if self._reads > 1:
+            raise self._error
+        return self._data[:1000]
+
+
+def test_a_failing_blob_read_is_internal_and_silo_errors_pass_through(dest: Path,
+                                                                      tmp_path: Path) -> None:
+    data = blob(SAMPLE.tar(), "gzip")
+    with pytest.raises(Internal, match="reading the blob failed") as exc:
+        unpack(Failing(data, ConnectionResetError(104, "reset")), str(dest),  # type: ignore[arg-type]
+               OCI_GZIP)
+    assert isinstance(exc.value.__cause__, ConnectionResetError)
+    other = tmp_path / "other"
+    other.mkdir()
+    gone = Unavailable("registry went away")
+    with pytest.raises(Unavailable) as exc2:
+        unpack(Failing(data, gone), str(other), OCI_GZIP)  # type: ignore[arg-type]
+    assert exc2.value is gone
+
+
+def test_progress_can_cancel(dest: Path) -> None:
+    class Cancelled(Exception):
+        pass
+
+    def progress(n: int) -> None:
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        unpack(io.BytesIO(SAMPLE.tar()), str(dest), OCI_TAR, progress=progress)
