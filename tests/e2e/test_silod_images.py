@@ -115,6 +115,12 @@ def test_tag_and_rmi(silod: Silod) -> None:
     r = silod.cli("rmi", busybox_id)
     assert r.returncode == 1 and "several names" in r.stderr
     assert ok(silod.cli("rmi", "silo-e2e/mine:3")) == "Untagged: silo-e2e/mine:3\n"
+    with silod.client().events(since=0, types=["ImageTagged", "ImageUntagged"]) as stream:
+        seen = [(e["Type"], e.get("Name"), e["Id"]) for e in (next(stream) for _ in range(4))]
+    assert seen == [("ImageTagged", "silo-e2e/mine:2", busybox_id),
+                    ("ImageUntagged", "silo-e2e/mine:2", busybox_id),
+                    ("ImageTagged", "silo-e2e/mine:3", busybox_id),
+                    ("ImageUntagged", "silo-e2e/mine:3", busybox_id)]
 
 
 def test_rmi_is_refused_while_a_container_uses_the_image(silod: Silod, tmp_path: Path) -> None:
