@@ -8,7 +8,8 @@ tests/kernel/conftest.py imports the fixtures, so every kernel test can ask for 
 veth pairs it creates inside the namespaces, never on the host. ``net_prefix`` is a short
 prefix (``t`` + 5 hex) unique to the test, to put in the names of interfaces, nft tables and
 anything else a test makes on the host, so that tests never collide with each other or with a
-running silod.
+running silod; at teardown, a host interface or nft table whose name starts with it fails
+the test (after being removed).
 """
 
 from __future__ import annotations
@@ -41,9 +42,34 @@ def unique_prefix() -> str:
     return "t" + secrets.token_hex(3)[:5]
 
 
+def host_leftovers(prefix: str) -> list[str]:
+    """Host interfaces and nft tables named with ``prefix``, removed; their names."""
+    from silo.kernel.netlink import Netlink
+    from silo.kernel.nftables import Nft, library
+
+    left = []
+    with Netlink() as nl:
+        for link in nl.links():
+            if link.name.startswith(prefix):
+                left.append(f"interface {link.name}")
+                nl.ensure_link_deleted(link.name)
+    if library() is not None:
+        with Nft() as nft:
+            for line in nft.run("list tables").splitlines():
+                parts = line.split()  # "table <family> <name>"
+                if len(parts) == 3 and parts[2].startswith(prefix):
+                    left.append(f"nft table {parts[1]} {parts[2]}")
+                    nft.apply(f"delete table {parts[1]} {parts[2]}")
+    return left
+
+
 @pytest.fixture
-def net_prefix() -> str:
-    return unique_prefix()
+def net_prefix() -> Iterator[str]:
+    prefix = unique_prefix()
+    yield prefix
+    if not SKIP_NET:
+        left = host_leftovers(prefix)
+        assert not left, f"left on the host: {left}"
 
 
 @pytest.fixture
