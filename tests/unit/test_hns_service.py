@@ -170,6 +170,10 @@ def test_attach_detach_and_counters(svc: HostNetworkService) -> None:
     assert got["Linux"] == {"InterfaceName": "eth0", "HostInterface": "tst" + ep["ID"][:10]}
     assert dp(svc).ports[ep["ID"]] == (path, "eth0")
     assert svc.endpoint_stats("e")["BytesSent"] == 20
+    dp(svc).fail["counters"] = NotFound("no such counter")
+    with pytest.raises(Internal) as lost:
+        svc.endpoint_stats("e")
+    assert lost.value.obj == ep["ID"]
     before = snapshot(svc)
     ns2 = svc.create_namespace({"Name": "two", "Linux": {"NetnsPath": "/run/elsewhere/x"}})
     assert ns2["Linux"]["Managed"] is False

@@ -27,6 +27,7 @@ from typing import Any
 
 from silo.errors import (
     AlreadyExists,
+    Internal,
     InvalidArgument,
     InvalidState,
     NotFound,
@@ -294,7 +295,11 @@ class HostNetworkService:
             ep = self._find("endpoint", ref)
             stats: Doc = dict.fromkeys(_COUNTERS, 0)
             if ep.get("HostComputeNamespace"):
-                stats.update(self.datapath.counters(ep))
+                try:
+                    stats.update(self.datapath.counters(ep))
+                except NotFound as err:  # the endpoint exists: what is missing is silo's
+                    raise Internal(f"the counters of endpoint {ep['ID']}: {err}",
+                                   op="hns::EndpointStats", obj=ep["ID"]) from err
             stats["EndpointId"] = ep["ID"]
             return stats
 
