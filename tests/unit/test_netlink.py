@@ -6,6 +6,7 @@ in for the kernel."""
 from __future__ import annotations
 
 import errno
+import socket
 import struct
 
 import pytest
@@ -45,9 +46,10 @@ class RecordingSocket:
             for datagram in datagrams]
         return len(data)
 
-    def recv(self, size: int) -> bytes:
+    def recvmsg(self, size: int) -> tuple[bytes, list[object], int, object]:
         assert self._out, "the code read more than the kernel would have sent"
-        return self._out.pop(0)
+        data = self._out.pop(0)
+        return data[:size], [], socket.MSG_TRUNC if len(data) > size else 0, None
 
     def close(self) -> None:
         self.closed = True
@@ -164,6 +166,14 @@ def test_an_interrupted_dump_is_read_again() -> None:
                          (r.NLMSG_DONE, r.NLM_F_MULTI, b"\0\0\0\0")]])
     assert [x.name for x in nl.links()] == ["e1", "e2"]
     assert len(sock.sent) == 2
+
+
+def test_a_truncated_reply_is_an_error_not_a_short_list() -> None:
+    huge = r.IFINFOMSG.pack(0, 0, 1, 0, 0) + r.attr(r.IFLA_IFNAME, b"eth0\0") + \
+        r.attr(99, b"x" * 40000) + r.attr(98, b"y" * 40000)  # one 80 KB message
+    nl, _ = nl_with([[(r.RTM_NEWLINK, r.NLM_F_MULTI, huge)]])
+    with pytest.raises(Internal, match="did not fit"):
+        nl.links()
 
 
 def test_kernel_error_carries_the_extended_ack() -> None:

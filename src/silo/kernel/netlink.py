@@ -281,9 +281,14 @@ class Netlink:
             dump = bool(flags & r.NLM_F_DUMP) and kind % 4 == 2  # RTM_GET* with DUMP
             while True:
                 try:
-                    buf = self._sock.recv(1 << 16)
+                    buf, _anc, msg_flags, _addr = self._sock.recvmsg(1 << 16)
                 except OSError as err:
                     raise translate(err, op, obj) from err
+                if msg_flags & socket.MSG_TRUNC:
+                    # The kernel sizes a dump's datagrams to the reader's buffer (<= 32 KiB);
+                    # only a single huge message could overflow 64 KiB.
+                    raise Internal(f"{obj}: a netlink reply did not fit in 64 KiB", op=op,
+                                   obj=obj)
                 for mkind, mflags, mseq, mbody in r.split_messages(buf):
                     if mseq != seq:
                         continue  # a late answer to an earlier, abandoned request
