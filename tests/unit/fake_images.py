@@ -227,6 +227,12 @@ class FakeBackend:
         except errors.InvalidArgument as err:
             raise errors.invalid(field, err.message) from err
 
+    def platform(self, text: str, field: str) -> str:
+        parts = text.split("/")
+        if not 1 <= len(parts) <= 3 or not all(parts):
+            raise errors.invalid(field, f"{text!r} is not os[/architecture[/variant]]")
+        return text
+
     def _check(self) -> None:
         if self.fail is not None:
             err, self.fail = self.fail, None

@@ -168,6 +168,9 @@ def test_bad_pull_requests_are_refused_before_anything_starts(
     with pytest.raises(errors.InvalidArgument) as e:
         svc.pull("NOT A REF")
     assert e.value.field == "Reference"
+    with pytest.raises(errors.InvalidArgument) as e:
+        svc.pull("busybox", platform="linux//")
+    assert e.value.field == "Platform"
     with pytest.raises(errors.NotFound) as nf:
         svc.pull("busybox", ca_file=str(tmp_path / "missing.pem"))
     assert nf.value.field == "CaFile"

@@ -58,6 +58,7 @@ class Backend(Protocol):
     def open_store(self, root: str) -> Any: ...
     def familiar(self, name: str) -> str: ...
     def normalize(self, reference: str, field: str) -> str: ...
+    def platform(self, text: str, field: str) -> str: ...
     def pull(self, store: Any, reference: str, *, platform: str | None, insecure: bool,
              ca_file: str | None, credentials: tuple[str, str] | None,
              progress: Any) -> Any: ...
@@ -95,6 +96,14 @@ class StorageBackend:
             return str(reference.parse(ref))
         except errors.InvalidArgument as err:
             raise errors.invalid(field, err.message) from err
+
+    def platform(self, text: str, field: str) -> str:
+        from silo.storage import platform
+
+        try:
+            return str(platform.parse(text))
+        except errors.InvalidArgument as err:
+            raise errors.invalid(field, err.message.split(": ", 1)[-1]) from err
 
     def pull(self, store: Any, ref: str, *, platform: str | None, insecure: bool,
              ca_file: str | None, credentials: tuple[str, str] | None,
@@ -329,6 +338,8 @@ class ImageService:
         """Start pulling ``reference``; the stream reports it. A malformed reference, an
         unreadable CaFile, a bad Platform are refused here, before anything starts."""
         name = self.backend.normalize(reference, "Reference")
+        if platform is not None:
+            platform = self.backend.platform(platform, "Platform")
         if ca_file is not None:
             _regular_file(ca_file, "CaFile", op=_op("pull"))
         creds = _credentials(credentials)
