@@ -106,8 +106,13 @@ class NetworkClient:
     def delete_namespace(self, ref: str) -> None:
         self._call("DELETE", self._one("namespace", ref))
 
-    def attach_endpoint(self, namespace: str, endpoint: str) -> dict[str, Any]:
-        return self._modify("namespace", namespace, "Endpoint", "Add", {"EndpointId": endpoint})
+    def attach_endpoint(self, namespace: str, endpoint: str,
+                        interface: str = "") -> dict[str, Any]:
+        """Attach; ``interface``: its name inside the namespace (default eth<n>)."""
+        settings = {"EndpointId": endpoint}
+        if interface:
+            settings["InterfaceName"] = interface
+        return self._modify("namespace", namespace, "Endpoint", "Add", settings)
 
     def detach_endpoint(self, namespace: str, endpoint: str) -> dict[str, Any]:
         return self._modify("namespace", namespace, "Endpoint", "Remove",

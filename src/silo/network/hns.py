@@ -331,11 +331,12 @@ class HostNetworkService:
         req = hns.validate_modify("namespace", request)
         endpoint = req["Settings"]["EndpointId"]
         if req["RequestType"] == "Add":
-            return self.attach(ref, endpoint)
+            return self.attach(ref, endpoint, ifname=req["Settings"].get("InterfaceName", ""))
         return self.detach(ref, endpoint)
 
-    def attach(self, ns_ref: str, ep_ref: str) -> Doc:
-        """Put an endpoint into a namespace; the namespace's document."""
+    def attach(self, ns_ref: str, ep_ref: str, *, ifname: str = "") -> Doc:
+        """Put an endpoint into a namespace; the namespace's document. ``ifname``: its name
+        there (default: the endpoint's ``Linux.InterfaceName``, else ``eth<n>``)."""
         with self._lock:
             ns = self._find("namespace", ns_ref)
             ep = self._find("endpoint", ep_ref, field="Settings.EndpointId")
@@ -347,7 +348,8 @@ class HostNetworkService:
                                    obj=ep["ID"], field="Settings.EndpointId")
             net = self._docs["network"][ep["HostComputeNetwork"]]
             new_ep = copy.deepcopy(ep)
-            ifname = ep.get("Linux", {}).get("InterfaceName") or f"eth{_endpoints_in(ns)}"
+            ifname = ifname or ep.get("Linux", {}).get("InterfaceName") \
+                or f"eth{_endpoints_in(ns)}"
             facts = self.datapath.attach(net, copy.deepcopy(ep), ns["Linux"]["NetnsPath"],
                                          ifname=ifname)
             new_ep["Linux"] = {"InterfaceName": ifname, **(facts or {})}

@@ -98,6 +98,12 @@ def _obj(props: dict[str, Schema], required: list[str] | None = None, *, doc: st
 _ID = _str("A GUID; made up by silod when absent", pattern=_GUID,
            **{"x-reason": "must be a GUID (8-4-4-4-12 hex digits)"})
 _RNAME = _str("Unique among objects of its kind", pattern=_NAME, **{"x-reason": _NAME_REASON})
+# An endpoint's name may be longer: the CNI plugins name it <container id>_<network>, and a
+# container id (containerd's) alone is 64 hex digits.
+_EPNAME_REASON = ("must be 1 to 200 letters, digits, '_', '.' or '-', starting with a letter "
+                  "or digit")
+_EPNAME = _str("Unique among endpoints", pattern="^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$",
+               **{"x-reason": _EPNAME_REASON})
 _MACSTR = _str("A MAC address, 00-15-5D-00-00-01 or 00:15:5d:00:00:01", pattern=_MAC,
                **{"x-reason": "must be a MAC address (six hex pairs)"})
 _PORT = _int(1, 65535)
@@ -200,7 +206,7 @@ SCHEMAS: dict[str, Schema] = {
     }, ["Name"], doc="A network (HCN v2)"),
     "HostComputeEndpoint": _obj({
         "ID": _ID,
-        "Name": _RNAME,
+        "Name": _EPNAME,
         "HostComputeNetwork": _str("The network's ID or Name"),
         "HostComputeNamespace": _str("Filled in by silod when attached"),
         "Policies": _arr(_ref("HnsPolicy")),
@@ -242,7 +248,12 @@ SCHEMAS: dict[str, Schema] = {
     "NamespaceModifyRequest": _obj({
         "ResourceType": {"type": "string", "enum": ["Endpoint"]},
         "RequestType": {"type": "string", "enum": ["Add", "Remove"]},
-        "Settings": _obj({"EndpointId": _str("The endpoint's ID or Name")}, ["EndpointId"]),
+        "Settings": _obj({"EndpointId": _str("The endpoint's ID or Name"),
+                          "InterfaceName": _str("Add: its name inside the namespace (default: "
+                                                "the endpoint's, else eth<n>)", pattern=_IFNAME,
+                                                **{"x-reason": "must be a Linux interface name "
+                                                   "(1-15 letters, digits, '_', '.', '-')"})},
+                         ["EndpointId"]),
     }, ["ResourceType", "RequestType", "Settings"]),
     "EndpointStats": _obj({
         "EndpointId": _str(),
