@@ -378,3 +378,18 @@ def test_bridge_port_options(netns_path: str) -> None:
         assert "hairpin off" in shown and "isolated off" in shown and "learning off" in shown
         with pytest.raises(InvalidArgument):
             nl.set_bridge_port("p0", hairpin=1)  # type: ignore[arg-type]
+
+
+def test_a_refused_veth_leaves_neither_end(netns_factory: Callable[[], str]) -> None:
+    a, b = netns_factory(), netns_factory()
+    with Netlink(a) as na, Netlink(b) as nb:
+        nb.add_bridge("eth0")  # the peer's name is taken over there
+        with pytest.raises(AlreadyExists):
+            na.add_veth("h0", "eth0", peer_netns=b)
+        assert na.link("h0") is None
+        assert [x.kind for x in nb.links() if x.name == "eth0"] == ["bridge"]
+        with pytest.raises(NotFound):
+            na.add_veth("h0", "eth1", peer_netns="/run/silo-test-netns/absent-ns")
+        with pytest.raises(NotFound):
+            na.add_vxlan("vx0", vni=7, dev="absent0")
+        assert [x.name for x in na.links()] == ["lo"]
