@@ -113,8 +113,14 @@ def test_acl_matrix() -> None:
             assert open_ways(lab, a, b) == expected, name
             set_policies(lab, net, target)
         assert open_ways(lab, a, b) == ALL
-        # the blocked packets were counted on the endpoint
-        assert lab.dp.counters(a.doc)["DroppedPacketsIncoming"] > 0
+        # blocked packets are counted on the endpoint, and its counter lives through changes
+        set_policies(lab, net, a, acl("Block", "In", Protocols="6", LocalPorts="80"))
+        assert lab.reach(b.path, a.ip, 80) is None
+        dropped = lab.dp.counters(a.doc)["DroppedPacketsIncoming"]
+        assert dropped > 0
+        set_policies(lab, net, a, acl("Block", "In", Protocols="6", LocalPorts="81"))
+        assert lab.dp.counters(a.doc)["DroppedPacketsIncoming"] >= dropped
+        set_policies(lab, net, a)
 
         # an out block at the server does stop what it starts itself
         lab.serve(b.path, 80)

@@ -38,7 +38,6 @@ EP: dict[str, Any] = {
 GOLDEN_EP_ADD = """\
 table inet silo {
 	counter drop_e0e1e2e3e4_in { }
-	counter drop_e0e1e2e3e4_out { }
 	set acl_e0e1e2e3e4_in_0_4p { type inet_proto . ipv4_addr . ipv4_addr . inet_service . inet_service; flags interval; elements = { tcp . 10.9.0.0/16 . 0.0.0.0/0 . 0-65535 . 22 } }
 	set acl_e0e1e2e3e4_in_1_4p { type inet_proto . ipv4_addr . ipv4_addr . inet_service . inet_service; flags interval; elements = { tcp . 0.0.0.0/0 . 0.0.0.0/0 . 0-65535 . 22 } }
 	chain acl_e0e1e2e3e4_in {
@@ -47,9 +46,6 @@ table inet silo {
 		meta l4proto { tcp, udp, icmp, ipv6-icmp, igmp } return
 		counter name "drop_e0e1e2e3e4_in" drop
 	}
-	chain acl_e0e1e2e3e4_out {
-		return
-	}
 	chain snat_e0e1e2e3e4 {
 		oifname @bridges accept
 		ip daddr { 10.0.0.0/8 } accept
@@ -57,7 +53,6 @@ table inet silo {
 	}
 }
 add element inet silo acl_in4 { 10.1.2.5 : jump acl_e0e1e2e3e4_in }
-add element inet silo acl_out4 { 10.1.2.5 : jump acl_e0e1e2e3e4_out }
 add element inet silo snat4 { 10.1.2.5 : jump snat_e0e1e2e3e4 }
 create element inet silo pmany4 { tcp . 8080 : 10.1.2.5 . 80 }
 create element inet silo pmanyl4 { tcp . 8080 : 10.1.2.5 . 80 }
@@ -68,7 +63,6 @@ add element bridge silo ip4_ok { "siloe0e1e2e3e4" . 10.1.2.5 }
 
 GOLDEN_EP_DELETE = """\
 delete element inet silo acl_in4 { 10.1.2.5 }
-delete element inet silo acl_out4 { 10.1.2.5 }
 delete element inet silo snat4 { 10.1.2.5 }
 delete element inet silo pmany4 { tcp . 8080 }
 delete element inet silo pmanyl4 { tcp . 8080 }
@@ -76,15 +70,12 @@ delete element bridge silo ports { "siloe0e1e2e3e4" }
 delete element bridge silo mac_ok { "siloe0e1e2e3e4" . 00:15:5d:01:02:03 }
 delete element bridge silo ip4_ok { "siloe0e1e2e3e4" . 10.1.2.5 }
 flush chain inet silo acl_e0e1e2e3e4_in
-flush chain inet silo acl_e0e1e2e3e4_out
 flush chain inet silo snat_e0e1e2e3e4
 delete chain inet silo acl_e0e1e2e3e4_in
-delete chain inet silo acl_e0e1e2e3e4_out
 delete chain inet silo snat_e0e1e2e3e4
 delete set inet silo acl_e0e1e2e3e4_in_0_4p
 delete set inet silo acl_e0e1e2e3e4_in_1_4p
 delete counter inet silo drop_e0e1e2e3e4_in
-delete counter inet silo drop_e0e1e2e3e4_out
 """
 
 GOLDEN_NET = """\
@@ -365,3 +356,24 @@ def test_names_fit_an_interface_and_are_recognised() -> None:
             names.check_prefix(bad)
     with pytest.raises(InvalidArgument):
         names.netns_file("/run/silo", "silo", "../etc")
+
+
+def test_an_endpoint_without_acls_owns_no_chain_and_uses_the_shared_default() -> None:
+    net, ep = specs(ep=with_policies({"Type": "PortMapping", "Settings": {
+        "Protocol": 6, "InternalPort": 80, "ExternalPort": 8080}}))
+    part = compiler.endpoint_part(net, ep)
+    assert part.chains == [] and part.sets == [] and part.counters == []
+    assert ("inet", "acl_in4", "10.1.2.5 : jump acl_default_in", False) in part.elements
+    assert not [e for e in part.elements if e[1] == "acl_out4"]
+
+
+def test_a_policy_change_keeps_the_counters_both_parts_have() -> None:
+    net, old = specs()
+    _net, new = specs(ep=with_policies(
+        acl(Action="Block", Direction="In", Protocols="17"),
+        acl(Action="Block", Direction="Out", Protocols="17")))
+    lines = compiler.replace_lines("silo", compiler.endpoint_part(net, old),
+                                   compiler.endpoint_part(net, new))
+    counters = [line for line in lines if "counter inet" in line]
+    assert counters == ["add counter inet silo drop_e0e1e2e3e4_out"]
+    assert not [line for line in lines if line.startswith("\tcounter")]

@@ -164,16 +164,17 @@ class DataPath:
         new_net = compiler.network_part(spec)
         lines: list[str] = []
         new_eps: dict[str, Part] = {}
-        for eid, ep in self._eps.items():
-            if ep.network_id == spec.id:
-                lines += self._ep_parts[eid].delete_lines(self.prefix, counters=False)
-                new_eps[eid] = compiler.endpoint_part(spec, ep)
-        old = self._net_parts.get(spec.id)
-        if old is not None:
-            lines += old.delete_lines(self.prefix)
-        lines += new_net.add_lines(self.prefix)
-        for part in new_eps.values():
-            lines += part.add_lines(self.prefix, counters=False)
+        mine = [eid for eid, ep in self._eps.items() if ep.network_id == spec.id]
+        for eid in mine:
+            new_eps[eid] = compiler.endpoint_part(spec, self._eps[eid])
+        # endpoints' old parts out first (they may jump to the network's chains), in last
+        halves = [compiler.replace_halves(self.prefix, self._ep_parts[eid], new_eps[eid])
+                  for eid in mine]
+        for out, _into in halves:
+            lines += out
+        lines += compiler.replace_lines(self.prefix, self._net_parts.get(spec.id), new_net)
+        for _out, into in halves:
+            lines += into
         self._apply(lines)
         self._nets[spec.id] = spec
         self._net_parts[spec.id] = new_net
@@ -294,9 +295,7 @@ class DataPath:
                               "cannot change; detach it first")
             self._check_mappings(espec)
             part = compiler.endpoint_part(self._nets.get(nspec.id, nspec), espec)
-            # The drop counters live as long as the attachment, not one set of policies.
-            self._apply(self._ep_parts[espec.id].delete_lines(self.prefix, counters=False) +
-                        part.add_lines(self.prefix, counters=False))
+            self._apply(compiler.replace_lines(self.prefix, self._ep_parts[espec.id], part))
             self._eps[espec.id] = espec
             self._ep_parts[espec.id] = part
             path, ifname = self._ep_netns[espec.id]
@@ -320,14 +319,18 @@ class DataPath:
     def counters(self, ep: Doc) -> Doc:
         """BytesReceived/Sent, PacketsReceived/Sent, DroppedPacketsIncoming/Outgoing of an
         attached endpoint, as seen by the container (the host end's transmit is the
-        container's receive). Drops count the ACL layer's and the link's."""
+        container's receive). Drops count the link's, and the ACL layer's for an endpoint
+        with ACL policies (the shared default chain of the others counts for all of them)."""
         with self._lock:
             espec = endpoint_spec(ep, self.prefix)
             st = self.netlink.stats(espec.host_veth)
             acl_in = acl_out = 0
-            if espec.id in self._eps:
-                acl_in = self._counter(f"drop_{espec.short}_in")
-                acl_out = self._counter(f"drop_{espec.short}_out")
+            part = self._ep_parts.get(espec.id)
+            for name in part.counters if part else []:
+                if name.endswith("_in"):
+                    acl_in += self._counter(name)
+                else:
+                    acl_out += self._counter(name)
             return {"BytesReceived": st.tx_bytes, "BytesSent": st.rx_bytes,
                     "PacketsReceived": st.tx_packets, "PacketsSent": st.rx_packets,
                     "DroppedPacketsIncoming": st.tx_dropped + acl_in,

@@ -84,6 +84,11 @@ SKELETON_INET = """\
 		ip saddr vmap @masq4
 		ip6 saddr vmap @masq6
 	}
+	counter drop_default_in { }
+	chain acl_default_in {
+		meta l4proto { tcp, udp, icmp, ipv6-icmp, igmp } return
+		counter name "drop_default_in" drop
+	}
 	chain isolation {
 		iifname @closed oifname != @bridges drop
 		oifname @closed iifname != @bridges drop
@@ -189,6 +194,27 @@ class Part:
         return out
 
 
+def replace_halves(prefix: str, old: Part | None,
+                   new: Part | None) -> tuple[list[str], list[str]]:
+    """One object's old part out, and its new part in (either may be None), as two lists that
+    may have other changes between them. Counters both parts have are kept, so they count
+    across policy changes."""
+    old_c = set(old.counters) if old else set()
+    new_c = set(new.counters) if new else set()
+    out = old.delete_lines(prefix, counters=False) if old else []
+    into = [f"add counter inet {prefix} {c}" for c in new.counters if c not in old_c] \
+        if new else []
+    into += new.add_lines(prefix, counters=False) if new else []
+    into += [f"delete counter inet {prefix} {c}" for c in old.counters if c not in new_c] \
+        if old else []
+    return out, into
+
+
+def replace_lines(prefix: str, old: Part | None, new: Part | None) -> list[str]:
+    out, into = replace_halves(prefix, old, new)
+    return out + into
+
+
 def script(lines: Iterable[str]) -> str:
     return "".join(line + "\n" for line in lines)
 
@@ -278,7 +304,13 @@ def acl_groups(rules: list[AclRule]) -> list[tuple[str, list[AclRule]]]:
 
 
 def _acl_chain(ep: EndpointSpec, direction: str, rules: list[AclRule],
-               part: Part) -> str:
+               part: Part) -> str | None:
+    """The endpoint's chain for one direction, or (no rules) the shared default: inbound
+    ``acl_default_in``, outbound nothing at all. An endpoint without ACLs thus owns no chain
+    and no counter: the per-change cost of nft's cache of chains and objects stays flat."""
+    rules = [r for r in rules if r.direction == direction]
+    if not rules:
+        return "acl_default_in" if direction == "In" else None
     # Only the families the endpoint has an address of: the chain is reached by no other.
     families = [f for f, mine in ((4, ep.v4()), (6, ep.v6())) if mine]
     d = "in" if direction == "In" else "out"
@@ -286,8 +318,7 @@ def _acl_chain(ep: EndpointSpec, direction: str, rules: list[AclRule],
     drops = f"drop_{ep.short}_{d}"
     part.counters.append(drops)
     body: list[str] = []
-    for n, (action, group) in enumerate(acl_groups([r for r in rules
-                                                 if r.direction == direction])):
+    for n, (action, group) in enumerate(acl_groups(rules)):
         verdict = f'counter name "{drops}" drop' if action == "Block" else "return"
         for family in families:
             ported: list[str] = []
@@ -350,16 +381,15 @@ def endpoint_part(net: NetworkSpec, ep: EndpointSpec) -> Part:
     chain_in = _acl_chain(ep, "In", rules, part)
     chain_out = _acl_chain(ep, "Out", rules, part)
     snat = _snat_chain(ep, net, part)
-    for a in ep.v4():
-        part.elements.append(("inet", "acl_in4", f"{a} : jump {chain_in}", False))
-        part.elements.append(("inet", "acl_out4", f"{a} : jump {chain_out}", False))
-        if snat:
-            part.elements.append(("inet", "snat4", f"{a} : jump {snat}", False))
-    for a6 in ep.v6():
-        part.elements.append(("inet", "acl_in6", f"{a6} : jump {chain_in}", False))
-        part.elements.append(("inet", "acl_out6", f"{a6} : jump {chain_out}", False))
-        if snat:
-            part.elements.append(("inet", "snat6", f"{a6} : jump {snat}", False))
+    for fam, addrs in ((4, ep.v4()), (6, ep.v6())):
+        for a in addrs:
+            if chain_in:
+                part.elements.append(("inet", f"acl_in{fam}", f"{a} : jump {chain_in}", False))
+            if chain_out:
+                part.elements.append(("inet", f"acl_out{fam}", f"{a} : jump {chain_out}",
+                                      False))
+            if snat:
+                part.elements.append(("inet", f"snat{fam}", f"{a} : jump {snat}", False))
     for pm in ep.policies.port_mappings:
         fam = 6 if pm.v6 else 4
         targets: list[ipaddress.IPv4Address] | list[ipaddress.IPv6Address] = \
