@@ -249,3 +249,28 @@ def test_a_failed_pull_is_one_clear_line(silod: Silod, registry_plain: reg.Regis
     r = silod.cli("pull", "NOT/a REFERENCE")
     assert r.returncode == 1 and "Reference" in r.stderr
     assert [row[:2] for row in table(silod)] == [["busybox", "latest"]]
+
+
+def test_credentials_and_a_ca_file(silod: Silod, registry_auth: reg.Registry,
+                                   registry_tls: reg.Registry) -> None:
+    assert registry_auth.credentials is not None
+    user, password = registry_auth.credentials
+    remote = f"{registry_auth.host}/silo-e2e/auth:1"
+    ok(silod.cli("tag", "busybox", "silo-e2e/auth:1"))
+    r = silod.cli("push", "--insecure", "silo-e2e/auth:1", remote)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr   # no credentials
+    r = silod.cli("push", "--insecure", "-u", user, "--password-stdin", "silo-e2e/auth:1",
+                  remote, input="wrong\n")
+    assert r.returncode == 1 and registry_auth.host.split(":")[0] in r.stderr, r.stderr
+    ok(silod.cli("push", "--insecure", "-u", user, "--password-stdin", "silo-e2e/auth:1",
+                 remote, input=password + "\n"))
+    ok(silod.cli("pull", "-q", "--insecure", "-u", user, "--password-stdin", remote,
+                 input=password + "\n"))
+    # TLS: the registry's certificate checks out against its CA, and not without it
+    tls_remote = f"{registry_tls.host}/silo-e2e/tls:1"
+    r = silod.cli("push", "busybox", tls_remote)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    ok(silod.cli("push", "--ca-file", str(registry_tls.ca_file), "busybox", tls_remote))
+    out = ok(silod.cli("pull", "--ca-file", str(registry_tls.ca_file), tls_remote))
+    assert out.splitlines()[-1] == tls_remote
+    assert inspect_image(silod, tls_remote)["Id"] == inspect_image(silod, "busybox")["Id"]

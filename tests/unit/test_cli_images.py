@@ -189,14 +189,15 @@ def test_pull_failure_is_one_line_naming_the_reference(silod: FakeSilod, silo: A
 
 def test_pull_and_push_credentials(silod: FakeSilod, monkeypatch: pytest.MonkeyPatch,
                                    silo: Any, tmp_path: Any) -> None:
-    silod.override("POST", "/v1/images/pull", lambda r: (200, Lines([IMAGES[0]])))
+    silod.override("POST", "/v1/images/pull", lambda r: (200, Lines([
+        {**IMAGES[0], "Reference": "localhost:5000/bb:1"}])))
     silod.override("POST", "/v1/images/.*/push", lambda r: (200, Lines(
         [{"Id": "aaaaaaaaaaaa", "Status": "Uploading", "Current": 1, "Total": 1},
          {**IMAGES[0], "Digest": "sha256:" + "ee" * 32}])))
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"s3cret\n")))
     r = silo("pull", "-q", "--insecure", "-u", "me", "--password-stdin", "--ca-file", "ca.pem",
              "localhost:5000/bb:1")
-    assert (r.code, r.out) == (0, "busybox:latest\n")
+    assert (r.code, r.out) == (0, "localhost:5000/bb:1\n")
     assert image_calls(silod)[-1][2] == {
         "Reference": "localhost:5000/bb:1", "Insecure": True,
         "CaFile": os.path.abspath("ca.pem"),

@@ -143,7 +143,8 @@ def test_pull_streams_progress_then_the_summary(svc: ImageService,
     currents = [ln["Current"] for ln in lines if ln.get("Id") == short[1]]
     assert currents == sorted(currents)
     assert lines[-1] == {"Id": image.id, "RepoTags": ["busybox:latest"], "RepoDigests": [],
-                         "Created": image.created, "Size": image.size}
+                         "Created": image.created, "Size": image.size,
+                         "Reference": "busybox:latest"}
     assert backend.calls[0] == ("pull", "docker.io/library/busybox:latest", "linux/amd64",
                                 True, None, ("u", "p"))
     assert events(svc) == [("ImagePulled", image.id, "busybox:latest")]

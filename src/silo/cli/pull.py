@@ -31,7 +31,7 @@ def main(ctx: Context, args: list[str], verb: str = "pull") -> int:
         last, moved = show_progress(stream, tty=os.isatty(1), write=(lambda s: None)
                                     if quiet else None)
     tags = last.get("RepoTags") or []
-    shown = tags[0] if tags else name
+    shown = str(last.get("Reference") or (tags[0] if tags else name))
     if not quiet:
         digests = last.get("RepoDigests") or []
         out("Digest: " + (digests[0].rsplit("@", 1)[-1] if digests else str(last.get("Id"))))

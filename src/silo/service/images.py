@@ -335,7 +335,8 @@ class ImageService:
     def pull(self, reference: str, *, platform: str | None = None, insecure: bool = False,
              ca_file: str | None = None,
              credentials: dict[str, str] | None = None) -> ProgressStream:
-        """Start pulling ``reference``; the stream reports it. A malformed reference, an
+        """Start pulling ``reference``; the stream reports it, and ends with the image's
+        summary and the ``Reference`` it was pulled as (short form). A malformed reference, an
         unreadable CaFile, a bad Platform are refused here, before anything starts."""
         name = self.backend.normalize(reference, "Reference")
         if platform is not None:
@@ -348,8 +349,9 @@ class ImageService:
         def work() -> dict[str, Any]:
             image = self.backend.pull(self.store, name, platform=platform, insecure=insecure,
                                       ca_file=ca_file, credentials=creds, progress=stream)
-            self._publish("ImagePulled", image.id, Name=self.backend.familiar(name))
-            return self.summary(image)
+            shown = self.backend.familiar(name)
+            self._publish("ImagePulled", image.id, Name=shown)
+            return {**self.summary(image), "Reference": shown}
 
         self._run(f"pull {name}", name, stream, work)
         return stream
