@@ -310,44 +310,53 @@ def test_xattr_policy() -> None:
 
 # -- escapes: each leaves everything outside dest unchanged ------------------------------------
 
-ESCAPES: dict[str, tuple[Layer, str]] = {
-    "dotdot": (Layer().file("../x", b"evil"), "climbs above"),
-    "dotdot-inside": (Layer().file("a/../../x", b"evil"), "climbs above"),
-    "dotdot-sentinel": (Layer().file("../sentinel/passwd", b"evil"), "climbs above"),
-    "symlink-then-file": (Layer().symlink("evil", "/etc").file("evil/passwd", b"evil"),
-                          "'evil' is a symlink"),
-    "symlink-then-dir": (Layer().symlink("evil", "../sentinel").dir("evil/etc/new"),
+# Each case is built against the sentinel's absolute path ``s``, so that a broken unpacker
+# would write into the sentinel (and fail the test), never into the host's /etc.
+ESCAPES: dict[str, tuple[Callable[[str], Layer], str]] = {
+    "dotdot": (lambda s: Layer().file("../x", b"evil"), "climbs above"),
+    "dotdot-inside": (lambda s: Layer().file("a/../../x", b"evil"), "climbs above"),
+    "dotdot-sentinel": (lambda s: Layer().file("../sentinel/passwd", b"evil"), "climbs above"),
+    "symlink-abs-then-file": (lambda s: Layer().symlink("evil", s).file("evil/passwd", b"e"),
+                              "'evil' is a symlink"),
+    "symlink-then-dir": (lambda s: Layer().symlink("evil", "../sentinel").dir("evil/etc/new"),
                          "'evil' is a symlink"),
-    "symlink-up-then-file": (Layer().symlink("a", "../../..").file("a/sentinel/x", b"e"),
-                             "'a' is a symlink"),
-    "symlink-then-hardlink": (Layer().symlink("evil", "../sentinel")
+    "symlink-up-then-file": (lambda s: Layer().symlink("a", "../../..")
+                             .file("a/sentinel/x", b"e"), "'a' is a symlink"),
+    "symlink-then-hardlink": (lambda s: Layer().symlink("evil", "../sentinel")
                               .hardlink("evil/passwd2", "evil/passwd"), "is a symlink"),
-    "hardlink-through-symlink": (Layer().symlink("evil", "../sentinel")
+    "hardlink-through-symlink": (lambda s: Layer().symlink("evil", s)
                                  .hardlink("stolen", "evil/passwd"), "'evil' is a symlink"),
-    "hardlink-absolute": (Layer().hardlink("stolen", "/etc/passwd"), "not in the layer"),
-    "hardlink-dotdot": (Layer().hardlink("stolen", "../sentinel/passwd"), "climbs above"),
-    "symlink-chain": (Layer().symlink("a", "b").symlink("b", "c").symlink("c", "../sentinel")
-                      .file("a/x", b"evil"), "'a' is a symlink"),
-    "symlink-deep-parent": (Layer().dir("d").symlink("d/l", "/").file("d/l/etc/x", b"e"),
-                            "'d/l' is a symlink"),
-    "dir-replaced-by-symlink": (Layer().dir("d").file("d/ok", b"1").symlink("d", "../sentinel")
-                                .file("d/passwd", b"evil"), "'d' is a symlink"),
-    "whiteout-through-symlink": (Layer().symlink("evil", "../sentinel")
+    "hardlink-absolute": (lambda s: Layer().hardlink("stolen", s + "/passwd"),
+                          "not in the layer"),
+    "hardlink-etc-passwd": (lambda s: Layer().hardlink("stolen", "/etc/passwd"),
+                            "not in the layer"),
+    "hardlink-dotdot": (lambda s: Layer().hardlink("stolen", "../sentinel/passwd"),
+                        "climbs above"),
+    "symlink-chain": (lambda s: Layer().symlink("a", "b").symlink("b", "c")
+                      .symlink("c", "../sentinel").file("a/x", b"evil"), "'a' is a symlink"),
+    "symlink-deep-parent": (lambda s: Layer().dir("d").symlink("d/l", s)
+                            .file("d/l/etc/x", b"e"), "'d/l' is a symlink"),
+    "dir-replaced-by-symlink": (lambda s: Layer().dir("d").file("d/ok", b"1")
+                                .symlink("d", s).file("d/passwd", b"evil"),
+                                "'d' is a symlink"),
+    "whiteout-through-symlink": (lambda s: Layer().symlink("evil", "../sentinel")
                                  .file("evil/.wh.passwd"), "'evil' is a symlink"),
-    "pax-long-name-dotdot": (Layer().file("../" * 40 + "sentinel/" + "p" * 150, b"e"),
+    "opaque-through-symlink": (lambda s: Layer().symlink("evil", s)
+                               .file("evil/.wh..wh..opq"), "'evil' is a symlink"),
+    "pax-long-name-dotdot": (lambda s: Layer().file("../" * 40 + "sentinel/" + "p" * 150, b"e"),
                              "climbs above"),
-    "gnu-long-name-dotdot": (Layer(tarfile.GNU_FORMAT).file("a/" * 60 + "../" * 62 + "x",
-                                                           b"e"), "climbs above"),
-    "whiteout-dotdot": (Layer().file(".wh.."), "names no file"),
+    "gnu-long-name-dotdot": (lambda s: Layer(tarfile.GNU_FORMAT)
+                             .file("a/" * 60 + "../" * 62 + "x", b"e"), "climbs above"),
+    "whiteout-dotdot": (lambda s: Layer().file(".wh.."), "names no file"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(ESCAPES))
 def test_escape_is_refused_and_writes_nothing_outside(
         case: str, dest: Path, sentinel: Callable[[], None]) -> None:
-    layer, reason = ESCAPES[case]
+    build, reason = ESCAPES[case]
     with pytest.raises(InvalidArgument, match=reason) as exc:
-        run(layer.tar(), dest)
+        run(build(str(dest.parent / "sentinel")).tar(), dest)
     assert "layer entry" in str(exc.value)
     sentinel()
 
@@ -517,11 +526,11 @@ def test_deep_paths_use_a_bounded_number_of_descriptors(dest: Path) -> None:
     assert stat.S_IMODE((dest / deep / "s1").stat().st_mode) == 0o500
 
 
-@pytest.mark.parametrize("case", ["symlink-then-file", "dotdot", "hardlink-absolute"])
+@pytest.mark.parametrize("case", ["symlink-abs-then-file", "dotdot", "hardlink-absolute"])
 def test_failures_leak_no_descriptors(dest: Path, case: str) -> None:
     before = open_fds()
     with pytest.raises(InvalidArgument):
-        run(ESCAPES[case][0].tar(), dest)
+        run(ESCAPES[case][0](str(dest.parent / "sentinel")).tar(), dest)
     assert open_fds() == before
 
 
