@@ -581,3 +581,35 @@ def test_progress_can_cancel(dest: Path) -> None:
 
     with pytest.raises(Cancelled):
         unpack(io.BytesIO(SAMPLE.tar()), str(dest), OCI_TAR, progress=progress)
+
+
+def test_mangled_tars_fail_only_with_silo_errors(tmp_path: Path,
+                                                 sentinel: Callable[[], None]) -> None:
+    """Deterministic fuzzing: random bytes of the headers changed, 400 times."""
+    import random
+
+    from silo.errors import SiloError
+
+    bases = [
+        Layer().dir("etc").file("etc/hostname", b"silo\n").symlink("l", "../x")
+        .hardlink("h", "etc/hostname").file("x" * 150 + "/y", b"long", xattrs={"user.a": b"b"})
+        .tar(),
+        Layer(tarfile.GNU_FORMAT).file("g" * 120, b"gnu").symlink("s", "t" * 120).tar(),
+    ]
+    rnd = random.Random(20261128)
+    outcomes: dict[str, int] = {}
+    for i in range(400):
+        data = bytearray(rnd.choice(bases))
+        for _ in range(rnd.randint(1, 4)):
+            data[rnd.randrange(min(len(data), 4096))] = rnd.randrange(256)
+        d = tmp_path / "diff" / str(i)   # "diff/" is where the sentinel check does not look
+        d.mkdir(parents=True)
+        try:
+            unpack(io.BytesIO(bytes(data)), str(d), OCI_TAR)
+            outcome = "ok"
+        except SiloError as e:
+            outcome = type(e).__name__
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert set(outcomes) <= {"ok", "InvalidArgument"}, outcomes
+    assert outcomes.get("InvalidArgument", 0) > 50
+    sentinel()
