@@ -302,3 +302,12 @@ def test_layer_written_by_gnu_tar_matches_gnu_tar_extraction(
     if fmt == "posix":
         assert xattrs_of(dest) == xattrs_of(by_tar) == {
             "home/user/.profile": {"user.origin": b"layer\x00binary\xff"}}
+
+
+def test_a_file_over_a_device_replaces_it_and_never_writes_into_it(dest: Path) -> None:
+    tar = (Layer().add("x", tarfile.CHRTYPE, mode=0o666, major=1, minor=3)   # /dev/null's
+           .file("x", b"data that /dev/null would swallow").tar())
+    run(tar, dest)
+    st = (dest / "x").lstat()
+    assert stat.S_ISREG(st.st_mode)
+    assert (dest / "x").read_bytes() == b"data that /dev/null would swallow"

@@ -613,3 +613,15 @@ def test_mangled_tars_fail_only_with_silo_errors(tmp_path: Path,
     assert set(outcomes) <= {"ok", "InvalidArgument"}, outcomes
     assert outcomes.get("InvalidArgument", 0) > 50
     sentinel()
+
+
+@pytest.mark.parametrize("layer", [
+    Layer().symlink(".", "/"), Layer().symlink("./", "../sentinel"),
+    Layer().file("etc/x").hardlink(".", "etc/x"), Layer().file("/", b"root"),
+], ids=["symlink", "symlink-dot-slash", "hardlink", "file"])
+def test_only_a_directory_may_stand_for_the_root(dest: Path, layer: Layer,
+                                                 sentinel: Callable[[], None]) -> None:
+    with pytest.raises(InvalidArgument, match="only a directory may replace the layer root"):
+        run(layer.tar(), dest)
+    assert dest.is_dir() and not dest.is_symlink()
+    sentinel()
