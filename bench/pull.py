@@ -7,7 +7,8 @@ port (plain http), then measures over ``--rounds`` rounds (taking turns, in an o
 rotates every round, each into fresh directories) the wall time of:
 
 - ``silo``: ``silo.storage.pull.pull`` into a fresh ``ImageStore`` in a fresh Python process
-  (download, verify and unpack every layer; what ``silo pull`` does in silod);
+  (download, verify and unpack every layer, ``--parallel`` at a time; what ``silo pull``
+  does in silod);
 - ``skopeo+umoci``: ``skopeo copy docker://... oci:DIR:tag`` then
   ``umoci unpack --image DIR:tag BUNDLE`` (download + verify, then unpack);
 - ``podman``: ``podman pull --tls-verify=false`` on a temporary ``--root``/``--runroot``
@@ -52,7 +53,7 @@ PULL = """
 import sys
 from silo.storage.images import ImageStore
 from silo.storage.pull import pull
-pull(ImageStore(sys.argv[1]), sys.argv[2], insecure=True)
+pull(ImageStore(sys.argv[1]), sys.argv[2], insecure=True, parallel=int(sys.argv[3]))
 """
 WORDS = [b"lorem", b"ipsum", b"container", b"layer", b"registry", b"silo", b"overlay",
          b"namespace", b"cgroup", b"manifest", b"digest", b"blob", b"\n"]
@@ -90,8 +91,9 @@ def median_s(samples: list[float]) -> float:
 
 
 class Bench:
-    def __init__(self, workdir: Path, registry: reg.Registry, ref: str) -> None:
+    def __init__(self, workdir: Path, registry: reg.Registry, ref: str, parallel: int) -> None:
         self.workdir = workdir
+        self.parallel = parallel
         self.registry = registry
         self.ref = ref  # host/repo:tag
         self.n = 0
@@ -104,7 +106,8 @@ class Bench:
     def silo(self) -> float:
         d = self.fresh("silo")
         try:
-            return timed([str(PYTHON), "-c", PULL, str(d / "store"), self.ref],
+            return timed([str(PYTHON), "-c", PULL, str(d / "store"), self.ref,
+                          str(self.parallel)],
                          what="silo pull", timeout=600)
         finally:
             peers.remove_tree(d)
@@ -166,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mb", type=int, default=48, help="image size in MB (uncompressed)")
     parser.add_argument("--files", type=int, default=1500, help="files per small-file layer")
     parser.add_argument("--rootfs-runs", type=int, default=20)
+    parser.add_argument("--parallel", type=int, default=4,
+                        help="layers silo fetches and unpacks at once (pull's parallel=)")
     parser.add_argument("--no-podman", action="store_true")
     parser.add_argument("--dir", default=tempfile.gettempdir(),
                         help="where the stores, bundles and podman roots go (a disk or "
@@ -195,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
               f"of blobs; registry {ref}; {args.rounds} rounds (+1 warm-up); into "
               f"{args.dir}", flush=True)
 
-        bench = Bench(workdir, registry, ref)
+        bench = Bench(workdir, registry, ref, args.parallel)
         tools = {"silo": bench.silo, "skopeo+umoci": bench.skopeo_umoci}
         if not args.no_podman:
             tools["podman"] = bench.podman
