@@ -285,12 +285,12 @@ def test_the_fallback_before_lowerdir_plus(env: Env, monkeypatch: pytest.MonkeyP
     """Kernels before 6.8: one mount(2) option string through the short l/ links, and a
     clear NotSupported when the layers do not fit a page."""
     from silo.errors import NotSupported
-    from silo.storage import rootfs
+    from silo.kernel import fsmount
 
     def no_new_api(*args: object, **kw: object) -> None:
-        raise rootfs._NoNewAPI
+        raise fsmount.NoNewMountAPI("as before 6.8")
 
-    monkeypatch.setattr(rootfs, "_overlay_new_api", no_new_api)
+    monkeypatch.setattr(fsmount, "overlay", no_new_api)
     add(env, BASE, TOP)
     merged = Path(env.store.create_rootfs("silo-st-old", "app:1"))
     assert (merged / "bin/tool").read_bytes() == b"top tool\n"
