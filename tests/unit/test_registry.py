@@ -15,6 +15,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -280,6 +281,13 @@ def _close_clients() -> Iterator[None]:
 
 @pytest.fixture
 def fake() -> Iterator[tuple[Fake, str]]:
+    with serving() as served:
+        yield served
+
+
+@contextmanager
+def serving() -> Iterator[tuple[Fake, str]]:
+    """A fake registry on 127.0.0.1: (its state, ``host:port``)."""
     state = Fake()
     server = _QuietServer(("127.0.0.1", 0), make_handler(state))
     host = f"127.0.0.1:{server.server_address[1]}"

@@ -168,12 +168,6 @@ class _Response:
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             return f"HTTP {self.status}"
 
-    def registry_code(self) -> str:
-        try:
-            return str(json.loads(self.body)["errors"][0].get("code", ""))
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            return ""
-
 
 class RegistryClient:
     """A client of one registry, safe to share between threads (blobs stream in parallel).
