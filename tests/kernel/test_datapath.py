@@ -4,6 +4,9 @@ isolation between networks, IPv6, failure atomicity, rebuild. Every test builds 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from silo.errors import AlreadyExists, InvalidArgument, SiloError
@@ -211,3 +214,71 @@ def test_rebuild_restores_the_recorded_state_and_removes_the_rest() -> None:
         assert not __import__("os").path.exists(stray_ns)
         assert lab.reach(a.path, b.ip, 80) == a.ip
         assert lab.reach(a.path, b.ip, 81) is None
+
+
+SINK = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+n = 0
+s.settimeout(None)
+while True:
+    s.recv(2000)
+    n += 1
+    s.settimeout(0.5)
+    try:
+        while True:
+            s.recv(2000)
+            n += 1
+    except OSError:
+        break
+print(n, flush=True)
+"""
+
+BURST = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(int(sys.argv[3])):
+    s.sendto(b"x" * 1000, (sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def datagrams_through(lab: Lab, src: str, dst_ns: str, dst_ip: str, count: int) -> int:
+    """How many of ``count`` 1000-byte datagrams sent at once reach the other side."""
+    sink = subprocess.Popen(["nsenter", f"--net={dst_ns}", sys.executable, "-c", SINK, "7"],
+                            stdout=subprocess.PIPE, text=True)
+    assert sink.stdout is not None
+    try:
+        assert sink.stdout.readline().strip() == "ready"
+        lab.run(src, sys.executable, "-c", BURST, dst_ip, "7", str(count))
+        return int(sink.stdout.readline())
+    finally:
+        sink.kill()
+        sink.wait()
+        sink.stdout.close()
+
+
+def test_routes_mtu_and_qos_of_an_endpoint() -> None:
+    with Lab() as lab:
+        _uplink, lan = lab.lan("192.168.85.1/24", "192.168.85.2/24")
+        net = lab.network("NAT")
+        gw = net["Linux"]["Gateways"][0]
+        a = lab.endpoint(net, 2, policies=[
+            {"Type": "EncapOverhead", "Settings": {"Overhead": 50}},
+            {"Type": "SDNRoute", "Settings": {"DestinationPrefix": "198.51.100.0/24",
+                                              "NextHop": gw}},
+            {"Type": "QOS", "Settings": {"MaximumOutgoingBandwidthInBytes": 2000}}])
+        with Netlink(a.path) as nl:
+            eth0 = nl.link("eth0")
+            assert eth0 is not None and eth0.mtu == 1450
+            routes = {r.dst: r.gateway for r in nl.routes()}
+        assert routes["default"] == gw and routes["198.51.100.0/24"] == gw
+        # 2,000 bytes/s with a bucket of ~24 kB: far fewer than 100 kB sent at once pass
+        assert datagrams_through(lab, a.path, lan, "192.168.85.2", 100) < 50
+        # the route goes when the policy does, and the limit too
+        a.doc["Policies"] = []
+        lab.dp.update_endpoint(net, a.doc)
+        with Netlink(a.path) as nl:
+            assert "198.51.100.0/24" not in {r.dst for r in nl.routes()}
+        assert datagrams_through(lab, a.path, lan, "192.168.85.2", 100) == 100

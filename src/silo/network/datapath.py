@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import threading
 from typing import Any
@@ -255,8 +254,6 @@ class DataPath:
             host = self._host()
             driver.attach(host, nspec, espec, netns_path, ifname)
             try:
-                if espec.policies.max_bytes_per_sec:
-                    _qos(self.host_netns, espec.host_veth, espec.policies.max_bytes_per_sec)
                 part = compiler.endpoint_part(self._nets[nspec.id], espec)
                 self._apply(part.add_lines(self.prefix))
             except BaseException:
@@ -300,8 +297,6 @@ class DataPath:
             self._ep_parts[espec.id] = part
             path, ifname = self._ep_netns[espec.id]
             self._update_routes(path, ifname, old, espec)
-            if old.policies.max_bytes_per_sec != espec.policies.max_bytes_per_sec:
-                _qos(self.host_netns, espec.host_veth, espec.policies.max_bytes_per_sec)
 
     @staticmethod
     def _update_routes(path: str, ifname: str, old: EndpointSpec, new: EndpointSpec) -> None:
@@ -419,8 +414,6 @@ class DataPath:
                     with contextlib.suppress(SiloError):
                         _remove_in(path, ifname)
                     driver.attach(host, nspec, espec, path, ifname)
-                if espec.policies.max_bytes_per_sec:
-                    _qos(self.host_netns, espec.host_veth, espec.policies.max_bytes_per_sec)
                 self._eps[espec.id] = espec
                 self._ep_parts[espec.id] = compiler.endpoint_part(nspec, espec)
                 self._ep_netns[espec.id] = (path, ifname)
@@ -458,26 +451,3 @@ def _remove_in(path: str, ifname: str) -> None:
     with Netlink(path) as inner:
         inner.ensure_link_deleted(ifname)
 
-
-def _qos(host_netns: str | None, ifname: str, bytes_per_sec: int | None) -> None:
-    """The QOS policy: the container's outgoing traffic (the host end's ingress) policed to
-    ``bytes_per_sec``; None removes the limit.
-
-    Stand-in until silo.kernel.tc lands: the ``tc`` command."""
-    tc = [shutil.which("tc") or "/usr/sbin/tc"]
-    if host_netns is not None:
-        tc = ["nsenter", f"--net={host_netns}", *tc]
-    subprocess.run([*tc, "qdisc", "del", "dev", ifname, "ingress"], capture_output=True)
-    if not bytes_per_sec:
-        return
-    burst = max(bytes_per_sec // 10, 16 * 1024)
-    for argv in ([*tc, "qdisc", "add", "dev", ifname, "handle", "ffff:", "ingress"],
-                 [*tc, "filter", "add", "dev", ifname, "parent", "ffff:", "matchall",
-                  "action", "police", "rate", f"{bytes_per_sec * 8}bit", "burst",
-                  str(burst), "conform-exceed", "drop"]):
-        done = subprocess.run(argv, capture_output=True, text=True)
-        if done.returncode != 0:
-            from silo.errors import Internal
-
-            raise Internal(f"QOS on {ifname}: {done.stderr.strip()}", op="hns::QOS",
-                           obj=ifname)

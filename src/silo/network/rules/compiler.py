@@ -19,6 +19,9 @@ Layers of ``inet <prefix>``, in the order a packet meets them:
   on the endpoint's addresses; replies of allowed flows pass by conntrack state. Rules of equal
   action that follow each other by priority share one concatenated interval set, so 1,000
   rules cost a few set lookups, not 1,000 rule evaluations.
+- ``METER`` (filter forward/input, before all else): an endpoint's QOS policy, its outgoing
+  bytes policed by a ``limit`` in its own chain (out of reach of the container, whatever
+  capabilities it holds).
 - ``NAT`` (nat postrouting): 127/8 masquerade for LocalRoutedVip, hairpin masquerade, an
   endpoint's OutBoundNAT chain (exceptions, destinations, VIP), the network's masquerade.
 
@@ -58,6 +61,8 @@ SKELETON_INET = """\
 	map acl_out4 { type ipv4_addr : verdict; }
 	map acl_in6 { type ipv6_addr : verdict; }
 	map acl_out6 { type ipv6_addr : verdict; }
+	map qos4 { type ipv4_addr : verdict; }
+	map qos6 { type ipv6_addr : verdict; }
 	map snat4 { type ipv4_addr : verdict; }
 	map snat6 { type ipv6_addr : verdict; }
 	chain nat_prerouting {
@@ -103,12 +108,16 @@ SKELETON_INET = """\
 	}
 	chain filter_forward {
 		type filter hook forward priority filter; policy accept;
+		ip saddr vmap @qos4
+		ip6 saddr vmap @qos6
 		ct state established,related accept
 		jump isolation
 		jump acl
 	}
 	chain filter_input {
 		type filter hook input priority filter; policy accept;
+		ip saddr vmap @qos4
+		ip6 saddr vmap @qos6
 		ct state established,related accept
 		iifname @hostless drop
 		ip saddr vmap @acl_out4
@@ -381,6 +390,13 @@ def endpoint_part(net: NetworkSpec, ep: EndpointSpec) -> Part:
     chain_in = _acl_chain(ep, "In", rules, part)
     chain_out = _acl_chain(ep, "Out", rules, part)
     snat = _snat_chain(ep, net, part)
+    qos = None
+    if ep.policies.max_bytes_per_sec:
+        qos = f"qos_{ep.short}"
+        rate = ep.policies.max_bytes_per_sec
+        burst = max(rate // 10, 16 * 1514)
+        part.chains.append((qos, [f"limit rate over {rate} bytes/second burst {burst} bytes "
+                                  "drop"]))
     for fam, addrs in ((4, ep.v4()), (6, ep.v6())):
         for a in addrs:
             if chain_in:
@@ -390,6 +406,8 @@ def endpoint_part(net: NetworkSpec, ep: EndpointSpec) -> Part:
                                       False))
             if snat:
                 part.elements.append(("inet", f"snat{fam}", f"{a} : jump {snat}", False))
+            if qos:
+                part.elements.append(("inet", f"qos{fam}", f"{a} : jump {qos}", False))
     for pm in ep.policies.port_mappings:
         fam = 6 if pm.v6 else 4
         targets: list[ipaddress.IPv4Address] | list[ipaddress.IPv6Address] = \
