@@ -90,3 +90,23 @@ def test_l2bridge_routes_container_addresses_on_the_lan_behind_the_host_mac() ->
         assert lab.reach(lan, "192.168.82.20", 80) is None
         with Netlink(lab.host) as nl:
             assert not [r for r in nl.routes() if r.dst == "192.168.82.20/32"]
+
+
+def test_rebuild_leaves_out_a_network_whose_uplink_is_gone() -> None:
+    with Lab() as lab:
+        uplink, _lan = lab.lan(None, "192.168.86.1/24")
+        transparent = lab.network("Transparent", "192.168.86.0/24", policies=adapter(uplink))
+        nat = lab.network("NAT")
+        a, b = lab.endpoint(nat, 2), lab.endpoint(nat, 3)
+        for e in (a, b):
+            e.doc["HostComputeNamespace"] = e.doc["ID"]
+        with Netlink(lab.host) as nl:
+            nl.delete_link(uplink)
+        lab.dp.close()
+        lab.dp = type(lab.dp)(prefix=lab.prefix, run_dir=lab.tmp, host_netns=lab.host)
+        lab.dp.rebuild([transparent, nat], [a.doc, b.doc],
+                       [{"ID": e.doc["ID"], "Linux": {"NetnsPath": e.path}} for e in (a, b)])
+        lab.serve(b.path, 80)
+        assert lab.reach(a.path, b.ip, 80) == a.ip
+        with Netlink(lab.host) as nl:
+            assert nl.link(transparent["Linux"]["Bridge"]) is None

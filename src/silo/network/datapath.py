@@ -22,6 +22,7 @@ May import kernel, schema, errors. Never compute.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import threading
@@ -40,6 +41,7 @@ from silo.network.rules.model import EndpointSpec, NetworkSpec, endpoint_spec, n
 from silo.network.rules.policy import PortMapping
 
 Doc = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 class DataPath:
@@ -403,17 +405,32 @@ class DataPath:
             self._ep_netns.clear()
             self._sysctls(any(sub.version == 6 for _d, spec, _n in specs.values()
                               for sub in spec.subnets))
+            # A network or endpoint the host cannot carry any more (an uplink gone) is left
+            # out with a warning: the others must come back all the same.
             host = self._host()
             for driver, spec, _doc in specs.values():
-                driver.ensure_network(host, spec)
+                try:
+                    driver.ensure_network(host, spec)
+                except SiloError as err:
+                    log.warning("rebuild: network %s left out: %s", spec.id, err.describe())
+                    with contextlib.suppress(SiloError):
+                        driver.remove_network(host, spec)
+                    continue
                 self._nets[spec.id] = spec
                 self._net_parts[spec.id] = compiler.network_part(spec)
             for espec, path, ifname in attached:
                 driver, nspec, _doc = specs[espec.network_id]
+                if nspec.id not in self._nets:
+                    continue
                 if self.netlink.link(espec.host_veth) is None:
                     with contextlib.suppress(SiloError):
                         _remove_in(path, ifname)
-                    driver.attach(host, nspec, espec, path, ifname)
+                    try:
+                        driver.attach(host, nspec, espec, path, ifname)
+                    except SiloError as err:
+                        log.warning("rebuild: endpoint %s left out: %s", espec.id,
+                                    err.describe())
+                        continue
                 self._eps[espec.id] = espec
                 self._ep_parts[espec.id] = compiler.endpoint_part(nspec, espec)
                 self._ep_netns[espec.id] = (path, ifname)
