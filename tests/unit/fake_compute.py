@@ -235,6 +235,10 @@ class FakeCompute:
     def reconcile(self) -> dict[str, list[str]]:
         return {"adopted": [], "removed": []}
 
+    def adopt_network(self, network: Any) -> list[str]:
+        self.network = network
+        return []
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -171,7 +171,8 @@ def test_run_detached_sends_the_document(silod: FakeSilod, silo: Any,
                             "WorkingDirectory": "/tmp", "User": "1000:1000",
                             "EmulateConsole": False, "CreateStdInPipe": False,
                             "CreateStdOutPipe": True, "CreateStdErrPipe": True},
-                "ReadonlyRootfs": True, "PidsLimit": 50}}}}
+                "ReadonlyRootfs": True, "PidsLimit": 50},
+            "Networking": {"Network": "nat"}}}}
     assert [c[:2] for c in silod.calls()] == [("POST", "/v1/compute-systems"),
                                                ("POST", f"/v1/compute-systems/{sid}/start")]
 
@@ -183,7 +184,8 @@ def test_run_defaults(silod: FakeSilod, silo: Any) -> None:
     assert "_" in body["Name"]  # adjective_noun
     container = body["Configuration"]["Container"]
     assert container["Linux"]["Process"]["CommandArgs"] == []  # the image's default
-    assert set(container) == {"Storage", "Linux"}
+    assert set(container) == {"Storage", "Linux", "Networking"}
+    assert container["Networking"] == {"Network": "nat"}  # docker's default bridge, HNS's nat
 
 
 def test_run_entrypoint_and_tty(silod: FakeSilod, silo: Any) -> None:
@@ -256,8 +258,52 @@ def test_run_hyperv_is_not_there_yet(silod: FakeSilod, silo: Any) -> None:
     assert "not there yet" in r.err
     assert silod.requests == []
     assert silo("run", "--isolation=bogus", "busybox").code == 125
-    assert silo("run", "-p", "80:80", "busybox").code == 125
+    assert silo("run", "--network", "none", "-p", "80:80", "busybox").code == 125
+    assert silo("run", "-p", "80", "busybox").code == 125
     assert silod.requests == []
+
+
+@pytest.mark.parametrize(("spec", "mappings"), [
+    ("8080:80", [{"Protocol": 6, "InternalPort": 80, "ExternalPort": 8080}]),
+    ("53:5353/udp", [{"Protocol": 17, "InternalPort": 5353, "ExternalPort": 53}]),
+    ("127.0.0.1:8080:80/tcp", [{"Protocol": 6, "InternalPort": 80, "ExternalPort": 8080,
+                                "VIP": "127.0.0.1"}]),
+    ("0.0.0.0:8080:80", [{"Protocol": 6, "InternalPort": 80, "ExternalPort": 8080}]),
+    ("[::1]:8080:80", [{"Protocol": 6, "InternalPort": 80, "ExternalPort": 8080,
+                        "VIP": "::1"}]),
+    ("8080-8081:80-81", [{"Protocol": 6, "InternalPort": 80, "ExternalPort": 8080},
+                         {"Protocol": 6, "InternalPort": 81, "ExternalPort": 8081}]),
+])
+def test_publish_becomes_port_mappings(spec: str, mappings: list[dict[str, Any]]) -> None:
+    from silo.cli.spec import port_mappings
+
+    assert port_mappings(spec) == mappings
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    ("80", "HOST-PORT:CONTAINER-PORT"), ("8080:80/sctp", "'sctp'"), ("x:80", "'x'"),
+    ("0:80", "1..65535"), ("8080-8082:80-81", "differ"), ("[::1:8080:80", "unclosed"),
+    ("70000:80", "1..65535"),
+])
+def test_a_bad_publish_is_refused_naming_it(spec: str, words: str) -> None:
+    from silo.cli.flags import UsageError
+    from silo.cli.spec import port_mappings
+
+    with pytest.raises(UsageError) as e:
+        port_mappings(spec)
+    assert spec in e.value.message and words in e.value.message
+
+
+def test_run_publishes_on_the_network_named(silod: FakeSilod, silo: Any) -> None:
+    assert silo("run", "-d", "--network", "web", "-p", "8080:80", "-p", "53:53/udp",
+                "busybox", "true").code == 0
+    assert _created(silod)["Configuration"]["Container"]["Networking"] == {
+        "Network": "web", "PortMappings": [
+            {"Protocol": 6, "InternalPort": 80, "ExternalPort": 8080},
+            {"Protocol": 17, "InternalPort": 53, "ExternalPort": 53}]}
+    silod.requests.clear()
+    assert silo("run", "-d", "--network", "none", "busybox", "true").code == 0
+    assert "Networking" not in _created(silod)["Configuration"]["Container"]
 
 
 @pytest.mark.parametrize(("answer", "code"), [

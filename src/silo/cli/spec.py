@@ -12,6 +12,9 @@
     --storage-opt size=64m  Container.Storage.ScratchSizeInMB = 64 (the writable layer's cap)
     --entrypoint E      CommandArgs = [E, *CMD]
     --isolation         process (the only one today); hyperv is refused
+    --network NAME      Container.Networking.Network = NAME (default nat: silod's NAT network,
+                        made on first use); none: Networking left out (only loopback)
+    -p [IP:]HOST:CTR[/udp]  Container.Networking.PortMappings[] (HNS PortMapping settings)
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ CREATE_FLAGS = [
     Flag("read-only", BOOL, help="read-only root filesystem"),
     Flag("entrypoint", STR, help="the executable to run instead of the image's"),
     Flag("isolation", STR, default="process", help="process (hyperv: not there yet)"),
-    Flag("publish", MULTI, "p", help="publish a port (needs the network service)"),
+    Flag("network", STR, default="nat", help="the network to join (name or id; none: only "
+                                             "loopback)"),
+    Flag("publish", MULTI, "p", help="publish a port: [HOST-IP:]HOST-PORT:CONTAINER-PORT[/udp]"),
     Flag("storage-opt", MULTI, help="size=64m: cap the container's writable layer"),
     HELP,
 ]
@@ -152,9 +157,8 @@ def check(values: dict[str, Any]) -> None:
     if values["isolation"] not in ("process", "default"):
         raise UsageError(f"--isolation: {values['isolation']!r} is not process or hyperv",
                          field="--isolation")
-    if values["publish"]:
-        raise NotSupported("--publish: publishing ports needs the network service, which is "
-                           "not there yet", field="--publish")
+    if values["publish"] and values["network"] == "none":
+        raise UsageError("--publish needs a network (not --network none)", field="--publish")
     if values["interactive"] and values["tty"] and not os.isatty(0):
         raise UsageError("the input device is not a TTY (drop -t, or run from a terminal)",
                          field="--tty")
@@ -213,7 +217,58 @@ def build(values: dict[str, Any], image: str, command: list[str],
             values["pids_limit"] = 0
         linux["PidsLimit"] = values["pids_limit"]
     container["Linux"] = linux
+    if values["network"] != "none":
+        networking: dict[str, Any] = {"Network": values["network"]}
+        mappings = [m for spec in values["publish"] for m in port_mappings(spec)]
+        if mappings:
+            networking["PortMappings"] = mappings
+        container["Networking"] = networking
     return {"Owner": "silo", "SchemaVersion": {"Major": 2, "Minor": 1}, "Container": container}
+
+
+def port_mappings(spec: str) -> list[dict[str, Any]]:
+    """``-p [IP:]HOST:CTR[/tcp|udp]`` (ports may be equal-length ranges ``8080-8081:80-81``)
+    → HNS PortMapping settings ``{Protocol, InternalPort, ExternalPort, VIP?}``."""
+    def bad(reason: str) -> UsageError:
+        return UsageError(f"--publish {spec!r}: {reason}", field="--publish")
+
+    text, _, proto = spec.partition("/")
+    protocols = {"": 6, "tcp": 6, "udp": 17}
+    if proto.lower() not in protocols:
+        raise bad(f"protocol {proto!r} is not tcp or udp")
+    vip = ""
+    if text.startswith("["):                       # [::1]:8080:80
+        end = text.find("]")
+        if end < 0:
+            raise bad("unclosed '[' around the host address")
+        vip, text = text[1:end], text[end + 1:].lstrip(":")
+    parts = text.split(":")
+    if len(parts) == 3:
+        vip, parts = parts[0], parts[1:]
+    if len(parts) != 2:
+        raise bad("give HOST-PORT:CONTAINER-PORT (silo does not pick host ports)")
+    hosts, ctrs = _port_range(parts[0], bad), _port_range(parts[1], bad)
+    if len(hosts) != len(ctrs):
+        raise bad("the host and container port ranges differ in length")
+    out = []
+    for h, c in zip(hosts, ctrs, strict=True):
+        m: dict[str, Any] = {"Protocol": protocols[proto.lower()], "InternalPort": c,
+                             "ExternalPort": h}
+        if vip and vip not in ("0.0.0.0", "::"):
+            m["VIP"] = vip
+        out.append(m)
+    return out
+
+
+def _port_range(text: str, bad: Any) -> list[int]:
+    lo, sep, hi = text.partition("-")
+    try:
+        first, last = int(lo), int(hi) if sep else int(lo)
+    except ValueError:
+        raise bad(f"{text!r} is not a port or a range of ports") from None
+    if not (1 <= first <= last <= 65535):
+        raise bad(f"{text!r}: ports are 1..65535, low to high")
+    return list(range(first, last + 1))
 
 
 def new_name() -> str:

@@ -40,7 +40,8 @@ CAPABILITY_PATTERN = "^((CAP_)?[A-Z_]+|ALL)$"
 STATES = ["Created", "Running", "Paused", "Stopped"]
 EXIT_TYPES = ["GracefulExit", "ForcedExit", "UnexpectedExit"]
 EVENT_TYPES = ["SystemCreated", "SystemStarted", "SystemPaused", "SystemResumed", "SystemExited",
-               "SystemDeleted", "ProcessCreated", "ProcessExited", "OutOfMemory"] + image.EVENT_TYPES
+               "SystemDeleted", "ProcessCreated", "ProcessExited", "OutOfMemory",
+               *image.EVENT_TYPES]
 PROPERTY_TYPES = ["Statistics", "ProcessList", "Memory"]
 ERROR_CODES = ["invalid_argument", "not_found", "already_exists", "invalid_state",
                "not_supported", "unavailable", "timeout", "internal"]
@@ -172,8 +173,17 @@ SCHEMAS: dict[str, Schema] = {
         "Weight": _int(1, CPU_PERIOD_MAX_WEIGHT, "Relative share under contention (1..10000)"),
     }, doc="At most one of Count, Maximum and Weight"),
     "Networking": _obj({
-        "Namespace": _str("Network namespace path (/run/netns/NAME or /proc/PID/ns/net); "
-                          "absent: a namespace of its own with only loopback", minLength=1),
+        "Namespace": _str("The HNS namespace (HostComputeNamespace ID) to join, or a network "
+                          "namespace path (/run/netns/NAME, /proc/PID/ns/net); absent, and no "
+                          "Network: a namespace of its own with only loopback", minLength=1),
+        "Network": _str("silo: the HNS network (name or ID) on which silod gives the container "
+                        "an endpoint, in a namespace of its own that is created and removed "
+                        "with it (Docker's run --network); 'nat' is made on first use. Not with "
+                        "Namespace", minLength=1),
+        "PortMappings": {"type": "array", "items": hns.POLICY_SETTINGS["PortMapping"],
+                         "description": "silo: PortMapping policies of that endpoint (needs "
+                                        "Network); Flags default to LocalRoutedVip (1): the "
+                                        "host reaches them too"},
     }),
     "LinuxContainer": _obj({
         "Process": _ref("ProcessParameters"),
@@ -416,9 +426,19 @@ def _check_container(c: dict[str, Any], where: str) -> None:
             raise invalid(f + ".ContainerPath",
                           f"{norm} is already mapped by MappedDirectories[{seen[norm]}]")
         seen[norm] = i
-    ns = c.get("Networking", {}).get("Namespace")
-    if ns is not None:
+    net = c.get("Networking", {})
+    ns = net.get("Namespace")
+    if ns is not None and not hns.is_guid(ns):
         _absolute(ns, _at(where, "Networking.Namespace"))
+    if ns is not None and "Network" in net:
+        raise invalid(_at(where, "Networking.Network"),
+                      "cannot be given with Networking.Namespace (the endpoint's namespace "
+                      "is the container's own)")
+    if net.get("PortMappings") and "Network" not in net:
+        raise invalid(_at(where, "Networking.PortMappings"), "needs Networking.Network")
+    for i, mapping in enumerate(net.get("PortMappings", [])):
+        if "VIP" in mapping:
+            hns.parse_address(mapping["VIP"], _at(where, f"Networking.PortMappings[{i}].VIP"))
     linux = c["Linux"]
     lw = _at(where, "Linux")
     check_process(linux["Process"], _at(lw, "Process"), first=True)

@@ -50,7 +50,7 @@ from typing import Any
 from silo import errors
 from silo.compute import translate
 from silo.kernel import cgroups, libc, proc
-from silo.schema import hcs
+from silo.schema import hcs, hns
 from silo.service import monitor
 from silo.service.config import DaemonConfig
 from silo.service.events import EventBus, rfc3339
@@ -96,6 +96,9 @@ class ComputeService:
             self.images.ensure_builtin()
         except errors.SiloError as err:
             log.warning("the embedded busybox image is not in the store: %s", err)
+        # silod's network service (silo.network.hns.HostNetworkService), set by
+        # :meth:`adopt_network` once it has loaded: a system's Networking.Network reaches it
+        self.network: Any = None
         self.watcher = monitor.ExitWatcher()
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
@@ -298,7 +301,7 @@ class ComputeService:
         os.symlink(rootfs, os.path.join(row.bundle, "rootfs"))
         spec = translate.to_oci_spec(
             row.id, row.document, rootfs=rootfs, image_config=image.config,
-            cgroups_path=row.cgroup, netns=container.get("Networking", {}).get("Namespace"))
+            cgroups_path=row.cgroup, netns=self._join_network(row))
         spec["annotations"][IMAGE_ID_ANNOTATION] = image.id
         with open(os.path.join(row.bundle, "config.json"), "w") as f:
             json.dump(spec, f)
@@ -313,6 +316,88 @@ class ComputeService:
                                  pid_start=launched.pid_start, conmon_pid=launched.conmon_pid,
                                  conmon_start=launched.conmon_start, oom_kills=baseline)
         self._watch(row.id, paths, launched.conmon_pid, launched.conmon_start)
+
+    def _network_service(self, field: str, op: str, obj: str) -> Any:
+        if self.network is None:
+            raise errors.Unavailable(f"{field}: silod's network service is not running "
+                                     "(see silod's log)", op=_op(op), obj=obj)
+        return self.network
+
+    def _join_network(self, row: SystemRow) -> str | None:
+        """The netns path the container joins: Networking.Namespace (a path, or an HNS
+        namespace ID), or a namespace of its own with an endpoint on Networking.Network."""
+        net = row.document["Container"].get("Networking", {})
+        where = "Configuration.Container.Networking"
+        ns = net.get("Namespace")
+        if ns is not None and hns.is_guid(ns):
+            network = self._network_service(where + ".Namespace", "create", row.id)
+            try:
+                doc = network.get("namespace", ns)
+            except errors.NotFound as err:
+                raise errors.NotFound(f"{where}.Namespace: no HNS namespace {ns}",
+                                      op=_op("create"), obj=row.id) from err
+            return str(doc["Linux"]["NetnsPath"])
+        if "Network" not in net:
+            return str(ns) if ns is not None else None
+        network = self._network_service(where + ".Network", "create", row.id)
+        try:
+            return str(network.attach_container(net["Network"], row.id,
+                                                net.get("PortMappings", ())))
+        except (errors.NotFound, errors.InvalidArgument, errors.AlreadyExists,
+                errors.InvalidState, errors.NotSupported) as err:
+            # the network service names its own documents' fields; say which of ours it was
+            field = where + (".Network" if isinstance(err, errors.NotFound) else
+                             ".PortMappings")
+            raise type(err)(f"{field}: {err.message}", op=_op("create"), obj=row.id,
+                            field=field) from err
+
+    def adopt_network(self, network: Any) -> list[str]:
+        """Serve ``network`` (a loaded HostNetworkService) to the systems, and remove the
+        namespaces and endpoints it keeps for containers that no longer exist (a create that
+        never got recorded, a delete cut short). Returns the ids it cleaned up after."""
+        self.network = network
+        known = {r.id for r in self.store.list_systems()}
+        gone = []
+        for ns in network.query("namespace"):
+            for r in ns.get("Resources", []):
+                cid = r.get("Data", {}).get("ID")
+                if r.get("Type") == "Container" and cid and cid not in known:
+                    try:
+                        network.detach_container(cid)
+                        gone.append(cid)
+                    except errors.SiloError as err:
+                        log.warning("reconcile: the network of %s stays: %s", cid, err)
+        return gone
+
+    def _leave_network(self, row: SystemRow) -> None:
+        if self.network is not None:
+            self.network.detach_container(row.id)
+        elif row.document.get("Container", {}).get("Networking", {}).get("Network"):
+            # adopt_network cleans up after it once the network service is back
+            log.warning("delete %s: the network service is not running; its endpoint stays "
+                        "until silod starts with it", row.id)
+
+    def _network_settings(self, row: SystemRow) -> dict[str, Any] | None:
+        """Docker's NetworkSettings: the container's endpoints, their addresses and ports."""
+        if self.network is None:
+            return None
+        ns = self.network.container_namespace(row.id)
+        if ns is None:
+            return None
+        eps = []
+        for ep in self.network.query("endpoint", {"HostComputeNamespace": ns["ID"]}):
+            eps.append({
+                "EndpointId": ep["ID"], "Network": ep["HostComputeNetwork"],
+                "IpConfigurations": ep.get("IpConfigurations", []),
+                "MacAddress": ep.get("MacAddress", ""),
+                "PortMappings": [p["Settings"] for p in ep.get("Policies", [])
+                                 if p.get("Type") == "PortMapping"],
+            })
+        ips = [c["IpAddress"] for e in eps for c in e["IpConfigurations"]]
+        return {"Namespace": ns["ID"], "NetnsPath": ns["Linux"]["NetnsPath"],
+                "IPAddress": next((a for a in ips if ":" not in a), ""),
+                "GlobalIPv6Address": next((a for a in ips if ":" in a), ""),
+                "Endpoints": eps}
 
     def _watch(self, system_id: str, paths: monitor.Paths, pid: int,
                start: int | None) -> None:
@@ -532,6 +617,9 @@ class ComputeService:
         row = self._row(system_id, "properties")
         out = self._summary(row)
         out["Configuration"] = row.document
+        settings = self._network_settings(row)
+        if settings is not None:
+            out["NetworkSettings"] = settings
         wanted = set(query.get("PropertyTypes", ()))
         live = row.state in LIVE
         if "Statistics" in wanted or "Memory" in wanted:
@@ -651,6 +739,7 @@ class ComputeService:
         for pid, start in monitors:
             _stop_monitor(pid, start, row.id)
         _remove_bundle(row.bundle)
+        self._leave_network(row)
         self.images.remove_rootfs(row.id)
         _rmtree(row.scratch)  # a system of an older silod had its scratch here
         if row.cgroup:

@@ -41,6 +41,11 @@ class Service(ComputeAPI, Protocol):
 
     def reconcile(self) -> Any: ...
 
+    def adopt_network(self, network: Any) -> list[str]:
+        """Serve the loaded network service (as ``.network``); the containers whose stale
+        network it removed."""
+        ...
+
 
 ServiceFactory = Callable[[DaemonConfig], Service]
 NetworkFactory = Callable[[DaemonConfig], Any]
@@ -156,7 +161,10 @@ def serve(config: DaemonConfig, stop: threading.Event, *,
             log.info("reconcile: %s", _describe(report))
         if network_factory is not None:
             network = _start_network(network_factory, config)
-            service.network = network  # type: ignore[attr-defined]  # served as .network
+            if network is not None:
+                gone = service.adopt_network(network)
+                if gone:
+                    log.info("reconcile: removed the network of %s", ", ".join(gone))
         server.set_router(make_router(service))
         log.info("silod serves the compute API on %s", ", ".join(server.addresses()))
         if ready is not None:
