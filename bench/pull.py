@@ -137,14 +137,23 @@ class Bench:
             peers.remove_tree(d)
 
 
-def rootfs_times(workdir: Path, registry: reg.Registry, runs: int) -> tuple[float, float]:
-    """(median create_rootfs s, median remove_rootfs s) of a 20-layer image."""
-    layout = reg.Layout(workdir / "layout-20")
-    desc = layout.image(reg.small_layers("twenty", count=20, files=5, size=8192))
-    layout.tag(desc, "v20")
-    registry.push_layout(layout.path, "v20", "bench/twenty:v20")
+def push_start_images(workdir: Path, registry: reg.Registry) -> dict[int, str]:
+    """Images of 1 and 20 layers, busybox in the first, small files in the others; their
+    references by layer count."""
+    layout = reg.Layout(workdir / "layout-start")
+    base = {"bin/busybox": peers.BUSYBOX.read_bytes()}
+    refs = {}
+    for count in (1, 20):
+        layers = [base, *reg.small_layers(f"l{count}", count=count - 1, files=5, size=8192)]
+        layout.tag(layout.image(layers, cmd=["/bin/busybox", "true"]), f"v{count}")
+        registry.push_layout(layout.path, f"v{count}", f"bench/start:v{count}")
+        refs[count] = f"{registry.host}/bench/start:v{count}"
+    return refs
+
+
+def rootfs_times(workdir: Path, ref: str, runs: int) -> tuple[float, float]:
+    """(median create_rootfs s, median remove_rootfs s) of the image ``ref`` (pulled first)."""
     store = ImageStore(str(workdir / "store-20"))
-    ref = f"{registry.host}/bench/twenty:v20"
     pull(store, ref, insecure=True)
     create: list[float] = []
     remove: list[float] = []
@@ -153,13 +162,54 @@ def rootfs_times(workdir: Path, registry: reg.Registry, runs: int) -> tuple[floa
         t0 = time.perf_counter()
         merged = store.create_rootfs(cid, ref)
         t1 = time.perf_counter()
-        assert os.path.isdir(os.path.join(merged, "twenty"))
+        assert os.path.isfile(os.path.join(merged, "bin", "busybox"))
         store.remove_rootfs(cid)
         t2 = time.perf_counter()
         if i:  # the first is a warm-up
             create.append(t1 - t0)
             remove.append(t2 - t1)
     return median_s(create), median_s(remove)
+
+
+def start_times(workdir: Path, refs: dict[int, str], runs: int) -> None:
+    """``silo run --rm`` (silod, pulled through it) against ``podman run --rm`` (runc) of the
+    1- and 20-layer images: medians over ``runs`` rounds after a warm-up, taking turns."""
+    from run import Silod  # bench/run.py: a silod of this script's own
+
+    silod = Silod(workdir / "silod")
+    pm = peers.Podman(Path(tempfile.mkdtemp(prefix="sbp-pm-", dir=workdir)), RUNC)
+    samples: dict[tuple[str, int], list[float]] = {}
+    try:
+        silod.start()
+        pm.start()
+        for ref in refs.values():
+            peers.run(silod.argv("pull", "--insecure", ref), timeout=300)
+            pm.podman("pull", "--quiet", "--tls-verify=false", ref, timeout=300)
+        argvs = {}
+        for count, ref in refs.items():
+            argvs[("silo", count)] = (silod.argv("run", "--rm", ref), None)
+            argvs[("podman", count)] = (pm.argv("run", "--rm", "--network", "none", ref),
+                                        pm.env)
+        keys = list(argvs)
+        for r in range(runs + 1):
+            for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+                argv, env = argvs[key]
+                t = timed(argv, what=f"{key[0]} run --rm ({key[1]} layers)", env=env)
+                if r:
+                    samples.setdefault(key, []).append(t)
+    finally:
+        leaks = silod.stop()
+        pm.stop()
+        if leaks:
+            print(f"silod left behind: {leaks}", file=sys.stderr)
+    rows = []
+    for count in refs:
+        silo_ms = median_s(samples[("silo", count)]) * 1000
+        podman_ms = median_s(samples[("podman", count)]) * 1000
+        rows.append([f"{count} layer{'s' if count > 1 else ''}", f"{silo_ms:.0f}",
+                     f"{podman_ms:.0f}", f"{silo_ms / podman_ms:.2f}"])
+    print(f"\nrun --rm from a pulled image, {runs} rounds (+1 warm-up):")
+    print_table(["image", "silo ms", "podman ms", "silo/podman"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=4,
                         help="layers silo fetches and unpacks at once (pull's parallel=)")
     parser.add_argument("--no-podman", action="store_true")
+    parser.add_argument("--start-runs", type=int, default=10,
+                        help="rounds of run --rm from the pulled 1- and 20-layer images, "
+                             "silod against podman (0: skip)")
     parser.add_argument("--dir", default=tempfile.gettempdir(),
                         help="where the stores, bundles and podman roots go (a disk or "
                              "/dev/shm: file creation dominates on a slow disk)")
@@ -229,9 +282,12 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print_table(["pull", "median ms", "min ms", "max ms", "MB/s", "silo/peer"], rows)
 
-        create, remove = rootfs_times(workdir, registry, args.rootfs_runs)
+        refs = push_start_images(workdir, registry)
+        create, remove = rootfs_times(workdir, refs[20], args.rootfs_runs)
         print(f"\n20-layer image, {args.rootfs_runs} runs: create_rootfs median "
-              f"{create * 1000:.1f} ms, remove_rootfs median {remove * 1000:.1f} ms")
+              f"{create * 1000:.1f} ms, remove_rootfs median {remove * 1000:.1f} ms", flush=True)
+        if args.start_runs:
+            start_times(workdir, refs, args.start_runs)
     except Failure as e:
         print(f"failed: {e}", file=sys.stderr)
         return 1

@@ -337,7 +337,8 @@ class Registry:
 
 
 def layer_tar(files: dict[str, bytes]) -> bytes:
-    """An uncompressed layer: regular files (parent directories made as needed), root-owned."""
+    """An uncompressed layer: regular files (parent directories made as needed), root-owned;
+    ELF binaries and scripts are 0755, the rest 0644."""
     buf = io.BytesIO()
     dirs: set[str] = set()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -353,7 +354,8 @@ def layer_tar(files: dict[str, bytes]) -> bytes:
                     tar.addfile(info)
             info = tarfile.TarInfo(name)
             info.size = len(files[name])
-            info.mode = 0o644
+            info.mode = 0o755 if files[name][:4] == b"\x7fELF" or files[name][:2] == b"#!" \
+                else 0o644
             tar.addfile(info, io.BytesIO(files[name]))
     return buf.getvalue()
 
