@@ -245,12 +245,12 @@ class DataPath:
         with self._lock:
             driver, nspec, espec = self._endpoint(net, ep)
             check_ifname(ifname, "InterfaceName", "hns::Attach")
-            if not isinstance(netns_path, str) or not netns.exists(netns_path):
-                raise invalid("NetnsPath", f"{netns_path!r} is not a network namespace")
             if espec.id in self._eps:
                 raise AlreadyExists(f"endpoint {espec.id} is already attached",
                                     op="hns::Attach", obj=espec.id)
             self._check_mappings(espec)
+            if not isinstance(netns_path, str) or not netns.exists(netns_path):
+                raise invalid("NetnsPath", f"{netns_path!r} is not a network namespace")
             if nspec.id not in self._nets or self.netlink.link(nspec.bridge) is None:
                 self.ensure_network(net)
             host = self._host()

@@ -100,7 +100,9 @@ def host_sysctl(key: str, value: str | int) -> None:
 
 
 def bridge_sysctl(host: Host, ifname: str, family: str, key: str, value: str | int) -> None:
-    host.sysctl(f"net.{family}.conf.{ifname}.{key}", value)
+    """A per-interface sysctl (``net.<family>.conf.<ifname>.<key>``); a dot in the name (a
+    VLAN uplink, ``eth0.100``) is written as sysctl(8) writes it."""
+    host.sysctl(f"net.{family}.conf.{ifname.replace('.', '/')}.{key}", value)
 
 
 class BridgeDriver:

@@ -29,7 +29,7 @@ class L2BridgeDriver(BridgeDriver):
             bridge_sysctl(host, ifname, "ipv4", "proxy_arp", 1)
             # Answer at once: the kernel's default waits up to 0.8 s at random before a
             # proxied reply, and a container's first packets would wait with it.
-            host.sysctl(f"net.ipv4.neigh.{ifname}.proxy_delay", 0)
+            host.sysctl(f"net.ipv4.neigh.{ifname.replace('.', '/')}.proxy_delay", 0)
         if any(s.version == 6 for s in net.subnets):
             bridge_sysctl(host, net.bridge, "ipv6", "proxy_ndp", 1)
             bridge_sysctl(host, uplink, "ipv6", "proxy_ndp", 1)

@@ -19,6 +19,7 @@ Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
 TCP, UDP, ICMP, IGMP, ICMPV6 = 6, 17, 1, 2, 58
 PROTO_NAMES = {"tcp": TCP, "udp": UDP, "icmp": ICMP, "igmp": IGMP, "icmpv6": ICMPV6}
 PORTED = (TCP, UDP)
+MAX_ACL_COMBINATIONS = 4096   # set elements one ACL rule may expand into
 
 # Policy types that need nothing from the data path (other services or later layers act on
 # them, or they only describe the endpoint); accepted and ignored here.
@@ -219,6 +220,12 @@ def acl(s: dict[str, Any], where: str, index: int) -> AclRule:
         remote_ports=_ports(_get(s, "RemotePorts"), f"{where}.RemotePorts"),
         index=index,
     )
+    combos = max(len(rule.protocols), 1) * max(len(rule.local), 1) * \
+        max(len(rule.remote), 1) * max(len(rule.local_ports), 1) * \
+        max(len(rule.remote_ports), 1)
+    if combos > MAX_ACL_COMBINATIONS:
+        raise invalid(where, f"protocols x addresses x ports make {combos} combinations; "
+                      f"at most {MAX_ACL_COMBINATIONS} per rule")
     if (rule.local_ports or rule.remote_ports) and rule.protocols and \
             not set(rule.protocols) & set(PORTED):
         raise invalid(f"{where}.LocalPorts" if rule.local_ports else f"{where}.RemotePorts",
