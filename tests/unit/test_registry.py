@@ -631,3 +631,15 @@ def test_manifest_digest_the_registry_disputes_is_refused(fake: tuple[Fake, str]
     state.content_digest = "sha256:" + "4" * 64
     with pytest.raises(errors.InvalidArgument, match="stored the manifest as"):
         client(host).put_manifest(REPO, "v1", b'{"schemaVersion":2}', mediatypes.OCI_MANIFEST)
+
+
+def test_a_loopback_registry_in_plain_http_is_reached_without_insecure(
+        fake: tuple[Fake, str]) -> None:
+    state, host = fake
+    state.manifest("v1", oci_manifest([]), mediatypes.OCI_MANIFEST)
+    c = client(host, insecure=False)
+    assert c.scheme == "https"
+    c.get_manifest(REPO, "v1")
+    assert c.scheme == "http"  # remembered: the next request goes straight to http
+    c.get_manifest(REPO, "v1")
+    assert len(state.requests) == 2
