@@ -396,3 +396,12 @@ def test_bearer_token_refused(registry_token: reg.Registry, tmp_path: Path, stor
         pull(store, f"{registry_token.host}/{REPO}:v1", insecure=True, credentials=creds)
     assert words in str(e.value) and registry_token.host in str(e.value)
     assert store.list() == [] and leftovers(store) == []
+
+
+@pytest.mark.parametrize("platform", ["linux/", "/amd64", "a/b/c/d"])
+def test_malformed_platform(registry_plain: reg.Registry, store: ImageStore,
+                            platform: str) -> None:
+    with pytest.raises(errors.InvalidArgument) as e:
+        pull(store, f"{registry_plain.host}/{REPO}:v1", insecure=True, platform=platform)
+    assert e.value.field == "platform"
+    assert store.list() == []
