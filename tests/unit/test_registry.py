@@ -57,6 +57,7 @@ class Fake:
     short_by: int = 0  # serve blobs this many bytes short (with a matching Content-Length)
     redirect_to: str = ""  # blob GETs answer 307 to this base URL
     content_digest: str | None = None  # a Docker-Content-Digest to lie with
+    hang_up: bool = False  # close every connection after one answer, without saying so
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     token_requests: list[dict[str, Any]] = field(default_factory=list)
     uploads: dict[str, bytearray] = field(default_factory=dict)
@@ -125,6 +126,8 @@ def make_handler(fake: Fake) -> type[BaseHTTPRequestHandler]:
             return self.rfile.read(n) if n else b""
 
         def handle_one(self) -> None:
+            if fake.hang_up:
+                self.close_connection = True
             with fake.lock:
                 fake.requests.append((self.command, self.path, dict(self.headers)))
                 status = fake.fail_statuses.pop(0) if fake.fail_statuses else 0
@@ -643,3 +646,14 @@ def test_a_loopback_registry_in_plain_http_is_reached_without_insecure(
     assert c.scheme == "http"  # remembered: the next request goes straight to http
     c.get_manifest(REPO, "v1")
     assert len(state.requests) == 2
+
+
+def test_a_kept_alive_connection_the_registry_closed_is_replaced(
+        fake: tuple[Fake, str]) -> None:
+    state, host = fake
+    state.manifest("v1", oci_manifest([]), mediatypes.OCI_MANIFEST)
+    state.hang_up = True
+    c = client(host, retries=0)  # no retry to spend: the stale connection must not cost one
+    for _ in range(3):
+        c.get_manifest(REPO, "v1")
+    assert len(state.requests) == 3

@@ -404,16 +404,19 @@ class RegistryClient:
                                  op=OP, obj=self.registry) from e
         return ctx
 
-    def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
-        with self._lock:
-            for i, (s, n, conn) in enumerate(self._idle):
-                if s == scheme and n == netloc:
-                    del self._idle[i]
-                    return conn
+    def _connection(self, scheme: str, netloc: str,
+                    fresh: bool = False) -> tuple[http.client.HTTPConnection, bool]:
+        """(a connection, whether it is a kept-alive one from the pool)."""
+        if not fresh:
+            with self._lock:
+                for i, (s, n, conn) in enumerate(self._idle):
+                    if s == scheme and n == netloc:
+                        del self._idle[i]
+                        return conn, True
         if scheme == "https":
             return http.client.HTTPSConnection(netloc, timeout=self.timeout, context=self._ssl,
-                                               blocksize=BUFSIZE)
-        return http.client.HTTPConnection(netloc, timeout=self.timeout, blocksize=BUFSIZE)
+                                               blocksize=BUFSIZE), False
+        return http.client.HTTPConnection(netloc, timeout=self.timeout, blocksize=BUFSIZE), False
 
     def _release(self, netloc: str, conn: http.client.HTTPConnection) -> None:
         scheme = "https" if isinstance(conn, http.client.HTTPSConnection) else "http"
@@ -551,16 +554,20 @@ class RegistryClient:
         return u.scheme, u.netloc, urllib.parse.urlunsplit(("", "", u.path or "/", u.query, ""))
 
     def _send(self, method: str, scheme: str, netloc: str, target: str, scope: str,
-              headers: dict[str, str], body: bytes | BinaryIO | None,
-              what: str) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection, bool]:
-        """Send one request on a pooled connection; a broken connection becomes _Retry."""
+              headers: dict[str, str], body: bytes | BinaryIO | None, what: str,
+              fresh: bool = False,
+              ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection, bool]:
+        """Send one request on a pooled connection; a broken connection becomes _Retry.
+
+        A kept-alive connection the registry closed while idle fails at once; the request
+        is sent again on a new one, without counting as a retry."""
         hdrs = dict(headers)
         auth = self._auth_header(scope, netloc)
         if auth:
             hdrs["Authorization"] = auth
         if isinstance(body, bytes):
             hdrs.setdefault("Content-Length", str(len(body)))
-        conn = self._connection(scheme, netloc)
+        conn, reused = self._connection(scheme, netloc, fresh)
         try:
             conn.request(method, target, body=body, headers=hdrs)
             return conn.getresponse(), conn, auth is not None
@@ -579,6 +586,9 @@ class RegistryClient:
             raise _Retry(f"TLS: {e}") from e
         except (OSError, http.client.HTTPException) as e:
             conn.close()
+            if reused and self._rewindable(body):
+                return self._send(method, scheme, netloc, target, scope, headers, body, what,
+                                  fresh=True)
             raise _Retry(f"{type(e).__name__}: {e}") from e
 
     @staticmethod
