@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from silo.errors import AlreadyExists, InvalidArgument, SiloError
+from silo.errors import AlreadyExists, InvalidArgument, InvalidState, SiloError
 from silo.kernel.netlink import Netlink
 from silo.kernel.nftables import Nft
 from tests.kernel.test_datapath_lab import Lab, requires_lab
@@ -162,6 +162,20 @@ def test_ipv6_on_a_dual_stack_nat_network() -> None:
         assert lab.reach(a.path, f"{base}3", 80) == f"{base}2"
         assert lab.reach(a.path, "fd00:80::2", 9000) == "fd00:80::1"   # masqueraded
         assert lab.reach(lan, "fd00:80::1", 8086) == "fd00:80::2"      # mapped over IPv6
+
+
+def test_a_subnet_the_host_already_routes_is_refused_and_nothing_is_left() -> None:
+    with Lab() as lab:
+        uplink, _lan = lab.lan("192.168.87.1/24", "192.168.87.2/24")
+        with Netlink(lab.host) as nl:
+            before = sorted(x.name for x in nl.links())
+        for subnet in ("192.168.87.0/24", "192.168.0.0/16", "192.168.87.128/25"):
+            with pytest.raises(InvalidState) as err:
+                lab.network("NAT", subnet)
+            assert err.value.field == "Ipams" and uplink in str(err.value)
+        with Netlink(lab.host) as nl:
+            assert sorted(x.name for x in nl.links()) == before
+        lab.network("Internal", "192.168.88.0/24")   # next door is fine
 
 
 def test_a_failed_change_leaves_everything_as_it_was() -> None:

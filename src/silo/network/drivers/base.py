@@ -128,6 +128,7 @@ class BridgeDriver:
         """The type's own settings of a new or existing bridge (addresses, uplink, sysctls)."""
         if not net.traits.gateway_on_host:
             return
+        self.check_routes(host, net)
         have = {a.cidr for a in host.netlink.addresses(net.bridge)}
         for gw, subnet in self.gateway_cidrs(net):
             cidr = f"{gw}/{subnet.prefixlen}"
@@ -136,6 +137,26 @@ class BridgeDriver:
                     host.netlink.add_address(net.bridge, cidr)
                 except AlreadyExists:
                     continue
+
+    @staticmethod
+    def check_routes(host: Host, net: NetworkSpec) -> None:
+        """The host must not route any of the subnets elsewhere already (another network's
+        bridge, a LAN): its gateway address would be unreachable, its containers too."""
+        bridge = host.netlink.link(net.bridge)
+        index = bridge.index if bridge else None
+        for route in host.netlink.routes():
+            if route.dst == "default" or route.oif == index:
+                continue
+            dst = ipaddress.ip_network(route.dst, strict=False)
+            for subnet in net.subnets:
+                if subnet.version == dst.version and subnet.overlaps(dst) and \
+                        dst.prefixlen > 0:
+                    names = {ln.index: ln.name for ln in host.netlink.links()}
+                    where = names.get(route.oif or 0, f"interface {route.oif}")
+                    raise InvalidState(
+                        f"Ipams: subnet {subnet} overlaps {dst}, which the host already "
+                        f"routes through {where}",
+                        op="hns::EnsureNetwork", obj=net.id, field="Ipams")
 
     @staticmethod
     def gateway_cidrs(net: NetworkSpec) -> list[tuple[Addr, Net]]:
