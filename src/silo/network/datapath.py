@@ -64,6 +64,7 @@ class DataPath:
         self.run_dir = run_dir.rstrip("/") or "/"
         self._netlink = netlink
         self._nft = nft
+        self._given = (netlink, nft)      # the caller's to close, not ours
         self._lock = threading.RLock()
         self._nets: dict[str, NetworkSpec] = {}
         self._net_parts: dict[str, Part] = {}
@@ -76,10 +77,10 @@ class DataPath:
     def close(self) -> None:
         """Close the netlink socket and the nft context this instance opened."""
         with self._lock:
-            if self._netlink is not None:
+            if self._netlink is not None and self._netlink is not self._given[0]:
                 self._netlink.close()
                 self._netlink = None
-            if self._nft is not None:
+            if self._nft is not None and self._nft is not self._given[1]:
                 self._nft.close()
                 self._nft = None
 
