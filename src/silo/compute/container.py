@@ -169,10 +169,15 @@ class Container:
                 raise
 
     def kill(self, sig: int, all_processes: bool = False) -> None:
-        lifecycle.require("kill", self.status(), self.id)
+        status = self.status()
         if all_processes:
+            # As runc: --all signals what is left in the cgroup even once the init has
+            # exited (the runc v2 shim kills an init's children that way after it exits).
+            if status != lifecycle.STOPPED:
+                lifecycle.require("kill", status, self.id)
             self.cgroup().kill_all(sig)
             return
+        lifecycle.require("kill", status, self.id)
         try:
             os.kill(self.pid, sig)
         except ProcessLookupError:
