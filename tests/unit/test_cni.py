@@ -438,3 +438,19 @@ def test_endpoint_names_fit_a_container_id_and_a_network(svc: HostNetworkService
     with pytest.raises(InvalidArgument) as e:  # other kinds keep HNS's 64
         svc.create_namespace({"Name": "d" * 65})
     assert e.value.field == "Name"
+
+
+def test_capability_arguments_as_go_runtimes_spell_them(plugin: Plugin,
+                                                        svc: HostNetworkService) -> None:
+    """containerd's go-cni sends its structs without JSON tags: HostPort, Servers, ..."""
+    conf = plugin.conf(runtimeConfig={
+        "portMappings": [{"HostPort": 8081, "ContainerPort": 81, "Protocol": "udp",
+                          "HostIP": ""}],
+        "dns": {"Servers": ["10.96.0.12"], "Searches": ["a.local"], "Options": ["ndots:2"]}})
+    code, result = plugin("ADD", conf)
+    assert code == 0, result
+    ep = svc.get("endpoint", f"{CID}_podnet")
+    assert ep["Policies"][0]["Settings"] == {"Protocol": 17, "InternalPort": 81,
+                                             "ExternalPort": 8081, "Flags": 1}
+    assert ep["Dns"] == {"ServerList": ["10.96.0.12"], "Search": ["a.local"],
+                         "Options": ["ndots:2"]}

@@ -131,6 +131,7 @@ def parse_config(data: bytes | str) -> dict[str, Any]:
     if "dns" in rc:
         if not isinstance(rc["dns"], dict):
             raise bad("runtimeConfig.dns", "must be a JSON object")
+        rc["dns"] = folded(rc["dns"])
         _check_dns(rc["dns"], "runtimeConfig.dns", ("servers", "searches", "options"),
                    ("domain",))
     conf["_portMappings"] = port_mappings(rc.get("portMappings", []))
@@ -188,6 +189,16 @@ def _check_dns(dns: dict[str, Any], where: str, lists: tuple[str, ...],
             raise bad(f"{where}.{key}", "must be a string")
 
 
+def folded(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with its keys spelled as the spec does, whatever their case: runtimes written
+    in Go send capability arguments from structs without JSON tags (containerd's go-cni sends
+    ``HostPort``, ``Servers``), and Go's JSON decoder, which the reference plugins use, matches
+    keys case-insensitively."""
+    known = {k.lower(): k for k in ("hostPort", "containerPort", "protocol", "hostIP",
+                                    "servers", "searches", "options", "domain")}
+    return {known.get(k.lower(), k): v for k, v in doc.items()}
+
+
 def port_mappings(maps: object) -> list[dict[str, Any]]:
     """``runtimeConfig.portMappings`` as HNS PortMapping settings (``Protocol`` 6/17,
     ``InternalPort``, ``ExternalPort``, ``VIP``)."""
@@ -199,6 +210,7 @@ def port_mappings(maps: object) -> list[dict[str, Any]]:
         w = f"{where}[{i}]"
         if not isinstance(m, dict):
             raise bad(w, "must be a JSON object")
+        m = folded(m)
         ports = {}
         for key in ("hostPort", "containerPort"):
             value = m.get(key)
