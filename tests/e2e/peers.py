@@ -231,8 +231,10 @@ def _layer_tar(rootfs: Path) -> bytes:
     return buf.getvalue()
 
 
-def write_oci_archive(rootfs: Path, archive: Path, ref: str = IMAGE_REF) -> Path:
-    """Write an oci-archive (an OCI image layout in a tar) holding rootfs as one gzip layer.
+def write_oci_archive(rootfs: Path, archive: Path, ref: str = IMAGE_REF,
+                      cmd: Sequence[str] = ("sh",)) -> Path:
+    """Write an oci-archive (an OCI image layout in a tar) holding rootfs as one gzip layer,
+    whose config runs ``cmd``.
 
     The index names the image twice: ``io.containerd.image.name`` (a full reference, what
     ``ctr images import`` takes as is) and ``org.opencontainers.image.ref.name`` (what podman
@@ -253,7 +255,7 @@ def write_oci_archive(rootfs: Path, archive: Path, ref: str = IMAGE_REF) -> Path
         "architecture": "amd64",
         "os": "linux",
         "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                   "Cmd": ["sh"], "WorkingDir": "/"},
+                   "Cmd": list(cmd), "WorkingDir": "/"},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created_by": "silo tests: busybox-static rootfs"}],
     }
@@ -485,6 +487,46 @@ disabled_plugins = [
 """
 
 
+CRI_CONFIG = """
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{sandbox_image}"
+  # This machine cannot lower a process's oom score below its own.
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "under-test"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.under-test]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.under-test.options]
+        BinaryName = "{binary}"
+        Root = "{runc_root}"
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{cni_bin}"
+    conf_dir = "{cni_conf}"
+    max_conf_num = 1
+"""
+
+
+class CriOptions:
+    """containerd's CRI plugin (kubelet's way in): pods run by ``binary`` through the runc v2
+    shim (``BinaryName``), networks by the first CNI configuration in ``cni_conf`` with the
+    plugins of ``cni_bin``, pause containers from ``sandbox_image`` (imported beforehand).
+    The pods' cgroups go under ``cgroup_parent``, which the caller sets in each pod's
+    LinuxPodSandboxConfig."""
+
+    def __init__(self, binary: str, cni_bin: Path, cni_conf: Path, sandbox_image: str,
+                 cgroup_parent: str) -> None:
+        self.binary = binary
+        self.cni_bin = cni_bin
+        self.cni_conf = cni_conf
+        self.sandbox_image = sandbox_image
+        self.cgroup_parent = cgroup_parent
+
+
 class Containerd:
     """Debian's containerd with its own root, state, socket and config, under ``workdir``.
 
@@ -494,16 +536,21 @@ class Containerd:
     ``workdir`` too (``--runc-root``), and so are ctr's FIFOs.
 
     Each instance uses its own namespace, so its cgroups (``/<namespace>/<id>`` in every
-    hierarchy) are its own even when another run shares the machine.
+    hierarchy) are its own even when another run shares the machine. With ``cri``, the CRI
+    plugin is on (its namespace is always ``k8s.io``; the pods' cgroups are under
+    ``cri.cgroup_parent``).
     """
 
     SHIM = "io.containerd.runc.v2"
     SOCKET_DIR = Path("/run/containerd/s")  # where 1.6's shims put their sockets, always
 
-    def __init__(self, workdir: Path, runtime: str, namespace: str | None = None) -> None:
+    def __init__(self, workdir: Path, runtime: str, namespace: str | None = None,
+                 cri: CriOptions | None = None) -> None:
         self.workdir = workdir
         self.runtime = runtime
-        self.namespace = namespace or unique_id("silo-test")
+        self.cri = cri
+        self.namespace = "k8s.io" if cri else namespace or unique_id("silo-test")
+        self.cgroup_root = cri.cgroup_parent.strip("/") if cri else self.namespace
         self.root = workdir / "root"
         self.state = workdir / "state"
         self.address = workdir / "containerd.sock"
@@ -532,11 +579,16 @@ class Containerd:
             raise PeerError(f"socket path too long for AF_UNIX: {self.address}")
         # The runtime makes /<ns>/<id> and removes it on delete; /<ns> is nobody's to remove.
         self._host = HostPaths(dirs=[self.SOCKET_DIR.parent, self.SOCKET_DIR],
-                               cgroups=[self.namespace])
+                               cgroups=[self.cgroup_root])
         for d in (self.root, self.state, self.runc_root, self.fifo_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(CONTAINERD_CONFIG.format(
-            root=self.root, state=self.state, address=self.address, opt=self.workdir / "opt"))
+        config = CONTAINERD_CONFIG.format(
+            root=self.root, state=self.state, address=self.address, opt=self.workdir / "opt")
+        if self.cri is not None:
+            config = config.replace('  "io.containerd.grpc.v1.cri",\n', "") + CRI_CONFIG.format(
+                sandbox_image=self.cri.sandbox_image, binary=self.cri.binary,
+                runc_root=self.runc_root, cni_bin=self.cri.cni_bin, cni_conf=self.cri.cni_conf)
+        self.config.write_text(config)
         log = open(self.log, "ab")  # noqa: SIM115 - containerd writes it for its whole life
         try:
             self._proc = subprocess.Popen(
@@ -568,9 +620,9 @@ class Containerd:
         finally:
             leaks.processes(self.workdir)
             leaks.mounts(self.workdir)
-            for parent in cgroup_dirs(self.namespace):
+            for parent in cgroup_dirs(self.cgroup_root):
                 for child in sorted(p for p in parent.iterdir() if p.is_dir()):
-                    leaks.cgroups(f"{self.namespace}/{child.name}")
+                    leaks.cgroups(f"{self.cgroup_root}/{child.name}")
             remove_tree(self.workdir)
             self._host.remove()
         leaks.raise_if_any()
