@@ -11,8 +11,9 @@ syntax, fields that only silod fills in). Every error names its field as a dotte
 document it was given (``Container.Memory.SizeInMB``; ``Configuration.Container...`` for a
 CreateRequest).
 
-Imports only :mod:`silo.errors` and :mod:`silo.schema.jsonschema`; signal names are a local table
-(silo.kernel is out of reach here) checked against the kernel's in the tests.
+Imports only :mod:`silo.errors`, :mod:`silo.schema.jsonschema` and :mod:`silo.schema._build`;
+signal names are a local table (silo.kernel is out of reach here) checked against the kernel's
+in the tests.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ import os
 
 from silo.errors import NotSupported, invalid
 from silo.schema import hns, image, jsonschema
+from silo.schema._build import boolean as _bool
+from silo.schema._build import integer as _int
+from silo.schema._build import obj as _obj
+from silo.schema._build import ref as _ref
+from silo.schema._build import string as _str
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -58,45 +64,6 @@ SIGNALS: dict[str, int] = {
 }
 SIGRTMIN = 34
 SIGRTMAX = 64
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": jsonschema.REF_PREFIX + name}
-
-
-def _int(lo: int | None = None, hi: int | None = None, doc: str = "") -> Schema:
-    s: Schema = {"type": "integer"}
-    if lo is not None:
-        s["minimum"] = lo
-    if hi is not None:
-        s["maximum"] = hi
-    if doc:
-        s["description"] = doc
-    return s
-
-
-def _str(doc: str = "", **more: Any) -> Schema:
-    s: Schema = {"type": "string", **more}
-    if doc:
-        s["description"] = doc
-    return s
-
-
-def _bool(doc: str) -> Schema:
-    return {"type": "boolean", "description": doc}
-
-
-def _obj(props: dict[str, Schema], required: list[str] | None = None, *, doc: str = "",
-         closed: bool = True) -> Schema:
-    s: Schema = {"type": "object"}
-    if doc:
-        s["description"] = doc
-    s["properties"] = props
-    if required:
-        s["required"] = required
-    if closed:
-        s["additionalProperties"] = False
-    return s
 
 
 def _id(doc: str) -> Schema:

@@ -12,15 +12,20 @@ when absent), addresses in their canonical text. Every error names its field as 
 document (``Ipams[0].Subnets[1].IpAddressPrefix``, ``Policies[2].Settings.ExternalPort``). A
 policy type silo does not implement is NotSupported naming ``Policies[i].Type``.
 
-Imports only :mod:`silo.errors` and :mod:`silo.schema.jsonschema` at import time (it is merged
-into :mod:`silo.schema.hcs`, which must stay lean); ``copy``, ``ipaddress`` and ``uuid`` when a
-document is checked.
+Imports only :mod:`silo.errors`, :mod:`silo.schema.jsonschema` and :mod:`silo.schema._build` at
+import time (it is merged into :mod:`silo.schema.hcs`, which must stay lean); ``copy``,
+``ipaddress`` and ``uuid`` when a document is checked.
 """
 
 from __future__ import annotations
 
 from silo.errors import NotSupported, invalid
 from silo.schema import jsonschema
+from silo.schema._build import array as _arr
+from silo.schema._build import integer as _int
+from silo.schema._build import obj as _obj
+from silo.schema._build import ref as _ref
+from silo.schema._build import string as _str
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -51,49 +56,6 @@ _NAME = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _NAME_REASON = "must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
 _MAC = "^[0-9A-Fa-f]{2}([-:][0-9A-Fa-f]{2}){5}$"
 _IFNAME = "^[A-Za-z0-9_.-]{1,15}$"
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": jsonschema.REF_PREFIX + name}
-
-
-def _int(lo: int | None = None, hi: int | None = None, doc: str = "") -> Schema:
-    s: Schema = {"type": "integer"}
-    if lo is not None:
-        s["minimum"] = lo
-    if hi is not None:
-        s["maximum"] = hi
-    if doc:
-        s["description"] = doc
-    return s
-
-
-def _str(doc: str = "", **more: Any) -> Schema:
-    s: Schema = {"type": "string", **more}
-    if doc:
-        s["description"] = doc
-    return s
-
-
-def _arr(items: Schema, doc: str = "") -> Schema:
-    s: Schema = {"type": "array", "items": items}
-    if doc:
-        s["description"] = doc
-    return s
-
-
-def _obj(props: dict[str, Schema], required: list[str] | None = None, *, doc: str = "",
-         closed: bool = True) -> Schema:
-    s: Schema = {"type": "object"}
-    if doc:
-        s["description"] = doc
-    s["properties"] = props
-    if required:
-        s["required"] = required
-    if closed:
-        s["additionalProperties"] = False
-    return s
-
 
 _ID = _str("A GUID; made up by silod when absent", pattern=_GUID,
            **{"x-reason": "must be a GUID (8-4-4-4-12 hex digits)"})

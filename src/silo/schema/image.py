@@ -5,12 +5,16 @@ images``, ``ImageInspect`` is ``docker image inspect``'s document, ``ImageProgre
 of a pull or push stream. :mod:`silo.schema.hcs` adds :data:`SCHEMAS` to its registry, so that
 requests are validated with the very schemas the OpenAPI document shows.
 
-Imports only :mod:`silo.schema.jsonschema` (for the ``$ref`` prefix).
+Imports only :mod:`silo.schema._build`, the schema builders it shares with
+:mod:`silo.schema.hcs` and :mod:`silo.schema.hns`.
 """
 
 from __future__ import annotations
 
-from silo.schema import jsonschema
+from silo.schema._build import boolean as _bool
+from silo.schema._build import integer
+from silo.schema._build import obj as _obj
+from silo.schema._build import ref as _ref
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,37 +28,18 @@ SAVE_FORMATS = ["docker-archive", "oci-archive"]
 PROGRESS_STATUSES = ["Waiting", "Exists", "Downloading", "Uploading", "Unpacking", "Done"]
 
 
-def _ref(name: str) -> Schema:
-    return {"$ref": jsonschema.REF_PREFIX + name}
-
-
+# Unlike the shared builders, a string here always carries a description, empty or not, before
+# its other keywords: that is how docs/openapi.json has shown these documents from the start.
 def _str(doc: str, **more: Any) -> Schema:
     return {"type": "string", "description": doc, **more}
-
-
-def _bool(doc: str) -> Schema:
-    return {"type": "boolean", "description": doc}
-
-
-def _int(doc: str) -> Schema:
-    return {"type": "integer", "minimum": 0, "description": doc}
 
 
 def _strings(doc: str) -> Schema:
     return {"type": "array", "items": {"type": "string"}, "description": doc}
 
 
-def _obj(props: dict[str, Schema], required: list[str] | None = None, *, doc: str = "",
-         closed: bool = True) -> Schema:
-    s: Schema = {"type": "object"}
-    if doc:
-        s["description"] = doc
-    s["properties"] = props
-    if required:
-        s["required"] = required
-    if closed:
-        s["additionalProperties"] = False
-    return s
+def _int(doc: str) -> Schema:
+    return integer(0, doc=doc)
 
 
 _REFERENCE = _str("An image reference: name[:tag] or name@sha256:..., docker's short forms "
