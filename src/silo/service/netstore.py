@@ -5,19 +5,19 @@ service's tables (``DaemonConfig.db_path``), on a connection of its own in WAL m
 services write independently and SQLite serialises them. A document is stored whole, as the
 service returns it; :class:`~silo.network.hns.HostNetworkService` validates before it writes.
 
-Implements :class:`silo.network.store.NetworkStore`. Imports the standard library and
-:mod:`silo.errors`.
+Implements :class:`silo.network.store.NetworkStore`. Imports the standard library,
+:mod:`silo.errors` and :mod:`silo.service.sqlitedb`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 from typing import Any
 
 from silo import errors
+from silo.service.sqlitedb import close_quietly, open_database
 
 KINDS = ("network", "endpoint", "namespace")
 
@@ -36,29 +36,12 @@ class SQLiteNetworkStore:
 
     def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
         self.path = path
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
         self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as err:
-            raise errors.Internal(f"open the state database {path}: {err}",
-                                  op="netstore::open") from err
-        try:
-            os.chmod(path, 0o600)
-        except OSError:
-            pass
+        self._db = open_database(path, _SCHEMA, busy_timeout=busy_timeout, op="netstore::open")
 
     def close(self) -> None:
         with self._lock:
-            try:
-                self._db.close()
-            except sqlite3.Error:
-                pass
+            close_quietly(self._db)
 
     def load(self) -> dict[str, dict[str, dict[str, Any]]]:
         out: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in KINDS}

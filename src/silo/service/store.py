@@ -14,13 +14,12 @@ Thread-safety: one connection, shared by all threads, behind a lock. SQLite seri
 anyway and every statement here is short, so a pool would buy nothing; the busy timeout covers
 another process (a second silod by mistake, or the sqlite3 shell) holding the file.
 
-Imports only the standard library and :mod:`silo.errors`.
+Imports only the standard library, :mod:`silo.errors` and :mod:`silo.service.sqlitedb`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from silo import errors
+from silo.service.sqlitedb import close_quietly, open_database
 
 SCHEMA_VERSION = 1
 
@@ -86,6 +86,9 @@ CREATE TABLE IF NOT EXISTS operations (
     started   REAL NOT NULL
 );
 """
+
+# Written with the tables, once: the version of the schema the file was made with.
+_SCHEMA_ROW = f"INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', '{SCHEMA_VERSION}');\n"
 
 OPERATION_KINDS = ("create", "start", "shutdown", "terminate", "delete", "exec")
 
@@ -176,32 +179,13 @@ class Store:
 
     def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
         self.path = path
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
         self._lock = threading.RLock()
-        try:
-            self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._db.executescript(_SCHEMA)
-            self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
-                             (str(SCHEMA_VERSION),))
-        except sqlite3.Error as err:
-            raise errors.Internal(f"open the state database {path}: {err}",
-                                  op="store::open") from err
-        try:
-            os.chmod(path, 0o600)
-        except OSError:
-            pass
+        self._db = open_database(path, _SCHEMA + _SCHEMA_ROW, busy_timeout=busy_timeout,
+                                 op="store::open", foreign_keys=True)
 
     def close(self) -> None:
         with self._lock:
-            try:
-                self._db.close()
-            except sqlite3.Error:
-                pass
+            close_quietly(self._db)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
