@@ -454,3 +454,18 @@ def test_capability_arguments_as_go_runtimes_spell_them(plugin: Plugin,
                                              "ExternalPort": 8081, "Flags": 1}
     assert ep["Dns"] == {"ServerList": ["10.96.0.12"], "Search": ["a.local"],
                          "Options": ["ndots:2"]}
+
+
+def test_del_does_not_check_what_only_add_reads(plugin: Plugin, svc: HostNetworkService) -> None:
+    """containerd keeps a sandbox's netns when the network teardown fails: a DEL must not
+    fail on a field it never reads, or the netns of a refused ADD would stay forever."""
+    bad = plugin.conf(runtimeConfig={"portMappings": [{"hostPort": None}]},
+                      dns={"nameservers": "x"}, policies="nope", networkType="Overlay")
+    code, doc = plugin("ADD", bad)
+    assert code == 1 and doc["code"] == cni.INVALID_CONFIG
+    assert plugin("DEL", bad) == (0, None)
+    assert plugin("ADD")[0] == 0
+    assert plugin("DEL", bad) == (0, None)  # and it removes what a good ADD made
+    assert svc.query("endpoint") == []
+    code, doc = plugin("DEL", raw=b"{nope")  # what is not a configuration is still refused
+    assert code == 1 and doc["code"] == cni.DECODE_FAILURE

@@ -44,7 +44,7 @@ def main(env: Mapping[str, str], stdin: IO[bytes], stdout: IO[str],
         if command not in _MODULES:
             raise cni.CniError(cni.INVALID_ENVIRONMENT, f"CNI_COMMAND: unknown command "
                                f"{command!r} (ADD, DEL, CHECK, STATUS, GC or VERSION)")
-        conf = cni.parse_config(stdin.read())
+        conf = cni.parse_config(stdin.read(), command)
         version = conf["cniVersion"]
         if not cni.allows(version, command):
             raise cni.CniError(cni.INCOMPATIBLE_VERSION, f"cniVersion: {command} is not part "

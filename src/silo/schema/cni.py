@@ -86,10 +86,13 @@ def allows(version: str, command: str) -> bool:
 # The configuration
 
 
-def parse_config(data: bytes | str) -> dict[str, Any]:
-    """The network configuration on stdin, checked. CniError: DECODE_FAILURE for what is not
-    a JSON object, INCOMPATIBLE_VERSION for a cniVersion silo-cni does not speak,
-    INVALID_CONFIG naming the field otherwise."""
+def parse_config(data: bytes | str, command: str = "ADD") -> dict[str, Any]:
+    """The network configuration on stdin, checked for ``command``. CniError: DECODE_FAILURE
+    for what is not a JSON object, INCOMPATIBLE_VERSION for a cniVersion silo-cni does not
+    speak, INVALID_CONFIG naming the field otherwise. What only ADD uses (policies, DNS, port
+    mappings, the subnet) is not checked for DEL, GC and STATUS: a DEL refused for a field it
+    never reads would leave the container's network behind (containerd keeps the netns of a
+    sandbox whose network teardown failed)."""
     from silo.errors import InvalidArgument
 
     try:
@@ -112,13 +115,23 @@ def parse_config(data: bytes | str) -> dict[str, Any]:
                   "'.' or '-', starting with a letter or digit")
     if not isinstance(conf.get("type"), str) or not conf["type"]:
         raise bad("type", "required: the plugin's name")
-    for key in ("host", "networkType", "ipMasqNetwork"):
+    if "host" in conf and not isinstance(conf["host"], str):
+        raise bad("host", "must be a string: silod's address (unix:///PATH, tcp://HOST:PORT)")
+    ipam = conf.get("ipam", {})
+    if not isinstance(ipam, dict):
+        raise bad("ipam", "must be a JSON object")
+    if "type" in ipam and (not isinstance(ipam["type"], str) or "/" in ipam["type"]):
+        raise bad("ipam.type", "must be the file name of an IPAM plugin in CNI_PATH")
+    conf["_portMappings"] = []
+    if command not in ("ADD", "CHECK"):
+        return conf
+    for key in ("networkType", "ipMasqNetwork"):
         if key in conf and not isinstance(conf[key], str):
             raise bad(key, "must be a string")
     if conf.get("networkType", "NAT") not in NETWORK_TYPES:
         raise bad("networkType", f"{conf['networkType']!r} is not one of "
                   f"{', '.join(NETWORK_TYPES)}")
-    for key in ("ipam", "dns", "capabilities", "runtimeConfig", "optionalFlags"):
+    for key in ("dns", "capabilities", "runtimeConfig", "optionalFlags"):
         if key in conf and not isinstance(conf[key], dict):
             raise bad(key, "must be a JSON object")
     for key in ("policies", "outBoundNATExceptions"):
@@ -164,8 +177,6 @@ def _is_name(text: str, longest: int) -> bool:
 
 
 def _check_ipam(ipam: dict[str, Any]) -> None:
-    if "type" in ipam and (not isinstance(ipam["type"], str) or "/" in ipam["type"]):
-        raise bad("ipam.type", "must be the file name of an IPAM plugin in CNI_PATH")
     subnet = ipam.get("subnet")
     if subnet is not None and not (isinstance(subnet, str) or (
             isinstance(subnet, list) and all(isinstance(s, str) for s in subnet))):
