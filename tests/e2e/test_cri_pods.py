@@ -159,3 +159,24 @@ def test_silod_killed_and_started_again_changes_nothing_for_pods(node: Node) -> 
                    for e in node.silod.client().list_endpoints())
     assert after == before
     assert node.cri.container_status(b_client).state == node.cri.pb.CONTAINER_RUNNING
+
+
+def test_a_pod_silod_refuses_leaves_nothing(node: Node) -> None:
+    """A second pod asking for a host port that is taken: RunPodSandbox fails with silod's
+    reason, and neither an endpoint nor a network namespace of it is left."""
+    assert node.silod is not None
+    port = 20000 + int(uuid.uuid4().hex[:4], 16) % 20000
+    node.pod("first", ports=[(80, port)])
+    netns_before = set(Path("/var/run/netns").iterdir())
+    links_before = _links()
+    config = node.cri.pod_config("second", cgroup_parent=node.cgroup_parent,
+                                 log_directory=str(node.logs / "second"), ports=[(80, port)])
+    import grpc  # there: the node fixture's probe asked for it
+
+    with pytest.raises(grpc.RpcError) as refused:
+        node.cri.run_pod(config)
+    assert "port already exists" in str(refused.value)
+    assert [p.metadata.name for p in node.cri.list_pods()] == ["first"]
+    assert len(node.silod.client().list_endpoints()) == 1
+    assert set(Path("/var/run/netns").iterdir()) == netns_before
+    assert _links() == links_before
