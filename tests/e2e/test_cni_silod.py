@@ -146,3 +146,24 @@ def test_bad_netns_and_silod_down(silod: Silod, netns: Any, tmp_path: Path) -> N
     assert silod.client().list_endpoints() == [] and links() == before
     for name in [n["Name"] for n in silod.client().list_networks()]:
         silod.client().delete_network(name)
+
+
+def test_concurrent_adds_on_a_network_not_made_yet(silod: Silod, netns: Any) -> None:
+    """Eight pods at once, the first ADDs racing to make the network: every one gets its own
+    address, and the DELs at once leave nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    conf = conf_for(silod)
+    paths = [netns() for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: plugin("ADD", conf, f"pod-{i}", paths[i]), range(8)))
+    assert all(code == 0 for code, _ in results), results
+    addresses = {doc["ips"][0]["address"] for _, doc in results}
+    assert len(addresses) == 8
+    client = silod.client()
+    assert len(client.list_networks()) == 1 and len(client.list_endpoints()) == 8
+    with ThreadPoolExecutor(8) as pool:
+        done = list(pool.map(lambda i: plugin("DEL", conf, f"pod-{i}", paths[i]), range(8)))
+    assert done == [(0, None)] * 8
+    assert client.list_endpoints() == [] and client.list_namespaces() == []
+    client.delete_network("pods")
