@@ -296,3 +296,39 @@ def test_routes_mtu_and_qos_of_an_endpoint() -> None:
         with Netlink(a.path) as nl:
             assert "198.51.100.0/24" not in {r.dst for r in nl.routes()}
         assert datagrams_through(lab, a.path, lan, "192.168.85.2", 100) == 100
+
+
+BOUND_CLIENT = r"""
+import socket, sys
+s = socket.socket()
+s.settimeout(float(sys.argv[4]))
+s.bind((sys.argv[1], 0))
+try:
+    s.connect((sys.argv[2], int(sys.argv[3])))
+    s.sendall(b"x")
+    print(s.recv(100).decode())
+except OSError as err:
+    print("FAIL", err)
+    sys.exit(1)
+"""
+
+
+def test_a_container_cannot_spoof_its_address_or_mac() -> None:
+    with Lab() as lab:
+        net = lab.network("NAT")
+        a, b = lab.endpoint(net, 2), lab.endpoint(net, 3)
+        lab.serve(b.path, 80)
+        fake = a.ip.rsplit(".", 1)[0] + ".99"
+        assert lab.run(a.path, "ip", "addr", "add", f"{fake}/24", "dev", "eth0").returncode == 0
+
+        def from_(src: str, to: str) -> str | None:
+            r = lab.run(a.path, sys.executable, "-c", BOUND_CLIENT, src, to, "80", "1")
+            return r.stdout.strip() if r.returncode == 0 else None
+
+        assert from_(a.ip, b.ip) == a.ip
+        assert from_(fake, b.ip) is None                                   # bridged
+        assert from_(fake, net["Linux"]["Gateways"][0]) is None            # to the host
+        assert lab.run(a.path, "ip", "link", "set", "eth0", "address",
+                       "02:00:00:00:00:99").returncode == 0
+        assert from_(a.ip, b.ip) is None
+        assert not lab.ping(a.path, b.ip)
