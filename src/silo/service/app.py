@@ -13,7 +13,7 @@ its interface.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -359,6 +359,16 @@ def _time(name: str, text: str) -> float:
 
 def _body(op: Operation, request: Request) -> dict[str, Any]:
     """The body validated against the operation's schema; ``{}`` for an empty optional one."""
+    return json_body(op, request, hcs.validate, required=op.body_required)
+
+
+def json_body(op: Operation, request: Request,
+              validate: Callable[[str, dict[str, Any]], dict[str, Any]], *,
+              required: bool) -> dict[str, Any]:
+    """The body of a request to ``op``: a JSON object that ``validate(op.request, body)``
+    accepts, as it returns it; ``{}`` when ``op`` takes none, or when it is absent and not
+    ``required``. The compute, image and network operations all read their bodies here.
+    Errors: InvalidArgument naming ``Content-Type``, ``body`` or a field in the body."""
     ctype = request.headers.get("Content-Type")
     if request.body.strip() and ctype is not None:
         media = ctype.split(";", 1)[0].strip().lower()
@@ -370,13 +380,13 @@ def _body(op: Operation, request: Request) -> dict[str, Any]:
             return {}
         raise invalid("body", f"{op.method} {op.path} takes no body")
     if doc is None:
-        if op.body_required:
+        if required:
             raise invalid("body", f"required: a {op.request} document")
         doc = {}
     if not isinstance(doc, dict):
         raise invalid("body", f"must be a JSON object (a {op.request} document)")
     try:
-        return hcs.validate(op.request, doc)
+        return validate(op.request, doc)
     except InvalidArgument as err:
         if err.field:
             raise

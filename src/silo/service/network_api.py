@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from silo.errors import InvalidArgument, Unavailable, invalid
+from silo.errors import Unavailable, invalid
 from silo.schema import hns
 from silo.service.http import Request, Response, Stream
 from silo.service.openapi import Operation, Param
@@ -170,27 +170,14 @@ def _filter(text: str) -> dict[str, Any]:
 
 
 def _body(op: Operation, request: Request, kind: str) -> dict[str, Any]:
-    ctype = request.headers.get("Content-Type")
-    if request.body.strip() and ctype is not None:
-        media = ctype.split(";", 1)[0].strip().lower()
-        if media != "application/json" and not media.endswith("+json"):
-            raise invalid("Content-Type", f"must be application/json, got {ctype!r}")
-    doc = request.json()
-    if op.request is None:
-        if doc is None or doc == {}:
-            return {}
-        raise invalid("body", f"{op.method} {op.path} takes no body")
-    if doc is None:
-        raise invalid("body", f"required: a {op.request} document")
-    if not isinstance(doc, dict):
-        raise invalid("body", f"must be a JSON object (a {op.request} document)")
-    try:
+    from silo.service.app import json_body
+
+    def check(_schema: str, doc: dict[str, Any]) -> dict[str, Any]:
+        # Checked, not replaced: the network service normalises the documents it stores.
         if op.path.endswith("/modify"):
             hns.validate_modify(kind, doc)
         else:
             hns.validate(kind, doc)
-    except InvalidArgument as err:
-        if err.field:
-            raise
-        raise invalid("body", err.message.lstrip(": ")) from err
-    return doc
+        return doc
+
+    return json_body(op, request, check, required=True)
