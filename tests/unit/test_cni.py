@@ -469,3 +469,26 @@ def test_del_does_not_check_what_only_add_reads(plugin: Plugin, svc: HostNetwork
     assert svc.query("endpoint") == []
     code, doc = plugin("DEL", raw=b"{nope")  # what is not a configuration is still refused
     assert code == 1 and doc["code"] == cni.DECODE_FAILURE
+
+
+def test_an_ipam_plugin_that_cannot_run_and_a_bug_of_ours(plugin: Plugin, tmp_path: Path,
+                                                          svc: HostNetworkService,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    bindir = tmp_path / "cni-bin"
+    bindir.mkdir()
+    broken = bindir / "broken-ipam"
+    broken.write_bytes(b"\x7fELF not really")
+    broken.chmod(0o755)
+    code, doc = plugin("ADD", plugin.conf(ipam={"type": "broken-ipam"}))
+    assert code == 1 and doc["code"] == cni.IO_FAILURE and "cannot run" in doc["msg"]
+    assert svc.query("network") == [] and svc.query("namespace") == []
+
+    def boom(call: object) -> None:
+        raise KeyError("surprise")
+
+    import silo.cni.status
+
+    monkeypatch.setattr(silo.cni.status, "run", boom)
+    code, doc = plugin("STATUS", plugin.conf(cniVersion="1.1.0"))
+    assert code == 1 and doc == {"cniVersion": "1.1.0", "code": cni.INTERNAL,
+                                 "msg": "silo-cni failed: 'surprise'", "details": "KeyError"}

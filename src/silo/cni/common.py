@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from silo.client import DEFAULT_HOST
 from silo.errors import (
     InvalidArgument,
     InvalidState,
@@ -46,7 +47,7 @@ class Call:
         self.netns = env.get("CNI_NETNS", "")
         self.ifname = env.get("CNI_IFNAME", "")
         self.path = env.get("CNI_PATH", "")
-        self.host = conf.get("host") or env.get("SILO_HOST") or "unix:///run/silo/silod.sock"
+        self.host = conf.get("host") or env.get("SILO_HOST") or DEFAULT_HOST
         self._make = client
         self._client: Client | None = None
 
@@ -278,8 +279,12 @@ def ipam_exec(call: Call, command: str) -> Doc | None:
     env = dict(call.env)
     env["CNI_COMMAND"] = command
     conf = {k: v for k, v in call.conf.items() if not k.startswith("_")}
-    proc = subprocess.run([binary], input=jsonio.dumps(conf).encode(), env=env,
-                          capture_output=True, timeout=120, check=False)
+    try:
+        proc = subprocess.run([binary], input=jsonio.dumps(conf).encode(), env=env,
+                              capture_output=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise cni.CniError(cni.IO_FAILURE, f"ipam ({plugin}): cannot run {binary}: {err}") \
+            from None
     out = proc.stdout.decode(errors="replace").strip()
     if proc.returncode != 0:
         try:

@@ -63,6 +63,9 @@ def main(env: Mapping[str, str], stdin: IO[bytes], stdout: IO[str],
         from silo.cni.common import translate
 
         return _fail(translate(err, "silod"), version, stdout, stderr)
+    except Exception as err:  # a bug of ours: the runtime still gets an error it can read
+        return _fail(cni.CniError(cni.INTERNAL, f"silo-cni failed: {err}",
+                                  type(err).__name__), version, stdout, stderr)
 
 
 def _run(command: str, call: Call) -> dict[str, Any] | None:

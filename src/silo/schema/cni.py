@@ -45,8 +45,10 @@ INVALID_CONFIG = 7
 TRY_AGAIN_LATER = 11
 NOT_AVAILABLE = 50
 LIMITED_CONNECTIVITY = 51
-# silo-cni's own: silod refused the request (the details carry silod's code and message).
+# silo-cni's own: silod refused the request (the details carry silod's code and message);
+# a failure of the plugin itself.
 SILOD_REFUSED = 100
+INTERNAL = 999
 
 NETWORK_TYPES = ("NAT", "Internal", "Private", "Transparent", "L2Bridge")
 # The commands each version knows (CHECK from 0.4.0, STATUS and GC from 1.1.0).
