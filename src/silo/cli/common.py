@@ -88,14 +88,15 @@ def write_fd(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def for_each(ctx: Context, refs: list[str], action: Callable[[str], Any],
-             echo: bool = True) -> int:
-    """``action(id)`` for each container named, echoing each name done (as docker does); a
-    failure is reported and the others still done. 0, or 1 if any failed."""
+def each(refs: list[str], action: Callable[[str], T],
+         done: Callable[[str, T], object] | None = None) -> int:
+    """``action(ref)`` for each object named, then ``done(ref, result)``; a refusal is
+    reported and the others still done; Unavailable (silod out of reach) ends the loop. 0, or 1
+    if any was refused."""
     status = 0
     for ref in refs:
         try:
-            ctx.on(ref, action)
+            result = action(ref)
         except SiloError as e:
             from silo.errors import Unavailable
 
@@ -104,8 +105,31 @@ def for_each(ctx: Context, refs: list[str], action: Callable[[str], Any],
             err(e.message)
             status = 1
             continue
-        if echo:
-            out(ref)
+        if done is not None:
+            done(ref, result)
+    return status
+
+
+def for_each(ctx: Context, refs: list[str], action: Callable[[str], Any],
+             echo: bool = True) -> int:
+    """``action(id)`` for each container named, echoing each name done (as docker does); a
+    failure is reported and the others still done. 0, or 1 if any failed."""
+    return each(refs, lambda ref: ctx.on(ref, action), print_ref if echo else None)
+
+
+def print_ref(ref: str, _result: object) -> None:
+    """The ``done`` of :func:`each` that echoes each name done, as docker does."""
+    out(ref)
+
+
+def inspect_each(refs: list[str], get: Callable[[str], Any]) -> int:
+    """The documents ``get(ref)`` returns, as one JSON array (docker's ``inspect``); a refusal
+    is reported and left out. 0, or 1 if any was refused."""
+    from silo.schema import jsonio
+
+    docs: list[Any] = []
+    status = each(refs, get, lambda _ref, doc: docs.append(doc))
+    out(jsonio.dumps_pretty(docs, indent="    "))
     return status
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from silo.cli.common import Context, out, parse_args, table
+from silo.cli.common import Context, inspect_each, out, parse_args, table
 from silo.cli.flags import BOOL, HELP, STR, Flag, UsageError
 
 TYPE_CHECKING = False
@@ -85,10 +85,9 @@ def _ls(ctx: Context, args: list[str]) -> int:
 def _inspect(ctx: Context, args: list[str]) -> int:
     _, refs = parse_args("endpoint inspect", "ENDPOINT [ENDPOINT...]\n\nShow endpoints' "
                          "documents, with their counters, as JSON.", [HELP], args, min_args=1)
-    from silo.cli.network import _each_json
-
-    return _each_json(ctx.client(), refs, lambda c, r: {
-        **c.get_endpoint(r), "Statistics": c.endpoint_stats(r)})
+    client = ctx.client()
+    return inspect_each(refs, lambda ref: {**client.get_endpoint(ref),
+                                           "Statistics": client.endpoint_stats(ref)})
 
 
 def _stats(ctx: Context, args: list[str]) -> int:

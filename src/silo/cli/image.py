@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from silo.cli.common import Context, err, out, parse_args
+from silo.cli.common import Context, inspect_each, out, parse_args
 from silo.cli.flags import BOOL, HELP, Flag, UsageError
 
 USAGE = """Usage:  silo image COMMAND
@@ -40,22 +40,7 @@ PRUNE_USAGE = "[OPTIONS]\n\nRemove unused images."
 
 def inspect(ctx: Context, args: list[str]) -> int:
     _, refs = parse_args("image inspect", INSPECT_USAGE, INSPECT_FLAGS, args, min_args=1)
-    from silo.errors import SiloError, Unavailable
-    from silo.schema import jsonio
-
-    client = ctx.client()
-    docs = []
-    status = 0
-    for ref in refs:
-        try:
-            docs.append(client.inspect_image(ref))
-        except Unavailable:
-            raise
-        except SiloError as e:
-            err(e.message)
-            status = 1
-    out(jsonio.dumps_pretty(docs, indent="    "))
-    return status
+    return inspect_each(refs, ctx.client().inspect_image)
 
 
 def prune(ctx: Context, args: list[str]) -> int:

@@ -6,14 +6,12 @@
 
 from __future__ import annotations
 
-from silo.cli.common import Context, err, out, parse_args, table
+from silo.cli.common import Context, each, inspect_each, out, parse_args, print_ref, table
 from silo.cli.flags import BOOL, HELP, MULTI, STR, Flag, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-
-    from silo.client import Client
 
 TYPES = {"nat": "NAT", "internal": "Internal", "private": "Private",
          "transparent": "Transparent", "l2bridge": "L2Bridge"}
@@ -164,45 +162,15 @@ def _filter(text: str) -> dict[str, Any] | None:
 def _inspect(ctx: Context, args: list[str]) -> int:
     _, refs = parse_args("network inspect", "NETWORK [NETWORK...]\n\nShow networks' "
                          "documents as JSON.", [HELP], args, min_args=1)
-    return _each_json(ctx.client(), refs, lambda c, r: c.get_network(r))
-
-
-def _each_json(client: Client, refs: list[str], get: Any) -> int:
-    from silo.errors import SiloError, Unavailable
-    from silo.schema import jsonio
-
-    docs = []
-    status = 0
-    for ref in refs:
-        try:
-            docs.append(get(client, ref))
-        except Unavailable:
-            raise
-        except SiloError as e:
-            err(e.message)
-            status = 1
-    out(jsonio.dumps_pretty(docs, indent="    "))
-    return status
+    return inspect_each(refs, ctx.client().get_network)
 
 
 def _rm(ctx: Context, args: list[str]) -> int:
     values, refs = parse_args("network rm", "[OPTIONS] NETWORK [NETWORK...]\n\nRemove "
                               "networks.", RM_FLAGS, args, min_args=1)
-    from silo.errors import SiloError, Unavailable
-
     client = ctx.client()
-    status = 0
-    for ref in refs:
-        try:
-            client.delete_network(ref, force=values["force"])
-        except Unavailable:
-            raise
-        except SiloError as e:
-            err(e.message)
-            status = 1
-            continue
-        out(ref)
-    return status
+    return each(refs, lambda ref: client.delete_network(ref, force=values["force"]),
+                print_ref)
 
 
 def _rules(ctx: Context, args: list[str]) -> int:
