@@ -3,6 +3,7 @@
 Measures, side by side, median wall time over ``--runs`` rounds (after one warm-up round that
 is not counted, the plugins taking turns in an order that rotates every round):
 
+- start-up: VERSION, which reaches neither silod nor the kernel, against the bridge plugin's;
 - ADD then DEL of one container: ``silo-cni`` (a silod of this script's own, its own network
   prefix) against the ``bridge`` plugin with ``host-local`` IPAM;
 - the same with one port mapping (``runtimeConfig.portMappings``): ``silo-cni`` against the
@@ -128,6 +129,12 @@ class Bench:
         if record:
             self.samples.setdefault(key, []).append(seconds)
 
+    def version_round(self, record: bool) -> None:
+        """Start-up: VERSION, which reaches neither silod nor the kernel."""
+        for name, binary in (("silo", PLUGIN), ("ref", CNI_BIN / "bridge")):
+            seconds, _ = cni_exec(binary, "VERSION", {"cniVersion": "1.0.0"}, "", "")
+            self.note(("VERSION (start-up)", name), seconds, record)
+
     def silo_round(self, conf: dict[str, Any], row: str, record: bool) -> None:
         ns = Netns()
         cid = f"silo{uuid.uuid4().hex[:12]}"
@@ -234,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda rec: b.ref_round([b.bridge], "ADD+DEL", rec),
             lambda rec: b.silo_round(b.silo_pm, "ADD+DEL, 1 port mapping", rec),
             lambda rec: b.ref_round([b.bridge, b.portmap], "ADD+DEL, 1 port mapping", rec),
+            b.version_round,
         ]
         print(f"{args.runs} rounds (+1 warm-up), medians in ms; order rotates every round\n",
               flush=True)
@@ -247,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         remove_portmap_chains(chains_before)
         shutil.rmtree(workdir, ignore_errors=True)
     rows = []
-    for row in ("ADD+DEL", "ADD+DEL ADD", "ADD+DEL DEL", "ADD+DEL, 1 port mapping",
-                "ADD+DEL, 1 port mapping ADD", "ADD+DEL, 1 port mapping DEL"):
+    for row in ("VERSION (start-up)", "ADD+DEL", "ADD+DEL ADD", "ADD+DEL DEL",
+                "ADD+DEL, 1 port mapping", "ADD+DEL, 1 port mapping ADD",
+                "ADD+DEL, 1 port mapping DEL"):
         s = median_ms(bench.samples.get((row, "silo"), []))
         r = median_ms(bench.samples.get((row, "ref"), []))
         rows.append([row.replace("ADD+DEL ", "  ").replace("mapping ", "mapping: "),
