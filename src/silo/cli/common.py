@@ -161,6 +161,20 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def print_template(fmt: str, rows: list[dict[str, str]]) -> None:
+    """Each row through a ``--format`` Go template as docker's listing verbs take it: every
+    ``{{.Field}}`` (or ``{{ .Field }}``) replaced by the row's value, ``\\t`` and ``\\n`` as a
+    tab and a newline, a leading ``table `` dropped."""
+    template = fmt.replace("\\t", "\t").replace("\\n", "\n")
+    if template.startswith("table "):
+        template = template[len("table "):]
+    for r in rows:
+        line = template
+        for k, v in r.items():
+            line = line.replace("{{." + k + "}}", v).replace("{{ ." + k + " }}", v)
+        out(line)
+
+
 def short_id(sid: str) -> str:
     return sid[:12]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from silo.cli.common import Context, out, parse_args, table
+from silo.cli.common import Context, out, parse_args, print_template, table
 from silo.cli.flags import BOOL, HELP, STR, Flag
 
 FLAGS = [
@@ -86,12 +86,5 @@ def main(ctx: Context, args: list[str], verb: str = "images") -> int:
                   r["ID"], r["CreatedSince"], r["Size"]] for r in found]
         out(table([header, *cells]))
         return 0
-    template = fmt.replace("\\t", "\t").replace("\\n", "\n")
-    if template.startswith("table "):
-        template = template[len("table "):]
-    for r in found:
-        line = template
-        for k, v in r.items():
-            line = line.replace("{{." + k + "}}", v).replace("{{ ." + k + " }}", v)
-        out(line)
+    print_template(fmt, found)
     return 0

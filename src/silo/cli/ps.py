@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from silo.cli.common import Context, out, parse_args, short_id, table
+from silo.cli.common import Context, out, parse_args, print_template, short_id, table
 from silo.cli.flags import BOOL, HELP, STR, Flag
 
 FLAGS = [
@@ -57,12 +57,5 @@ def main(ctx: Context, args: list[str]) -> int:
         cells = [[r["ID"], r["Image"], r["RunningFor"], r["Status"], r["Names"]] for r in rows]
         out(table([header, *cells]))
         return 0
-    template = fmt.replace("\\t", "\t").replace("\\n", "\n")
-    if template.startswith("table "):
-        template = template[len("table "):]
-    for r in rows:
-        line = template
-        for k, v in r.items():
-            line = line.replace("{{." + k + "}}", v).replace("{{ ." + k + " }}", v)
-        out(line)
+    print_template(fmt, rows)
     return 0
