@@ -50,6 +50,11 @@ def netns() -> Iterator[Any]:
         subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
+def need_reference_plugin(name: str) -> str | None:
+    path = Path("/usr/lib/cni") / name
+    return None if path.exists() else f"{path} is missing (Debian's containernetworking-plugins)"
+
+
 def plugin(command: str, conf: dict[str, Any], cid: str, netns: str = "",
            ifname: str = "eth0") -> tuple[int, Any]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": command,
@@ -166,4 +171,31 @@ def test_concurrent_adds_on_a_network_not_made_yet(silod: Silod, netns: Any) -> 
         done = list(pool.map(lambda i: plugin("DEL", conf, f"pod-{i}", paths[i]), range(8)))
     assert done == [(0, None)] * 8
     assert client.list_endpoints() == [] and client.list_namespaces() == []
+    client.delete_network("pods")
+
+
+def test_delegated_host_local_ipam(silod: Silod, netns: Any, tmp_path: Path) -> None:
+    """``ipam.type`` names the reference host-local plugin: its address is the endpoint's, and
+    DEL gives it back to host-local."""
+    reason = need_reference_plugin("host-local")
+    if reason:
+        pytest.skip(reason)
+    prefix = subnet()
+    data = tmp_path / "host-local"
+    conf = conf_for(silod, ipam={"type": "host-local", "subnet": prefix,
+                                 "dataDir": str(data)})
+    path = netns()
+    code, result = plugin("ADD", conf, "pod-h", path)
+    assert code == 0, result
+    address = result["ips"][0]["address"]
+    held = sorted(p.name for p in (data / "pods").iterdir() if p.name[0].isdigit())
+    assert held == [address.split("/")[0]]
+    client = silod.client()
+    [ep] = client.list_endpoints()
+    assert f"{ep['IpConfigurations'][0]['IpAddress']}/24" == address
+    assert client.get_network("pods")["Ipams"][0]["Subnets"][0]["IpAddressPrefix"] == prefix
+    assert address in in_netns(path, "ip", "-o", "addr", "show", "dev", "eth0").stdout
+    assert plugin("DEL", conf, "pod-h", path) == (0, None)
+    assert not [p for p in (data / "pods").iterdir() if p.name[0].isdigit()]
+    assert client.list_endpoints() == []
     client.delete_network("pods")
