@@ -175,6 +175,16 @@ def print_template(fmt: str, rows: list[dict[str, str]]) -> None:
         out(line)
 
 
+def custom_size(n: float, base: int, units: tuple[str, ...]) -> str:
+    """``n`` in the largest of ``units`` (each ``base`` times the one before) it reaches, to 4
+    significant digits: go-units' CustomSize, behind every size docker prints."""
+    i = 0
+    while n >= base and i < len(units) - 1:
+        n /= base
+        i += 1
+    return f"{n:.4g}{units[i]}"
+
+
 def short_id(sid: str) -> str:
     return sid[:12]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
+from silo.cli.common import custom_size
 from silo.cli.flags import BOOL, STR, Flag, UsageError
 
 TYPE_CHECKING = False
@@ -29,12 +30,7 @@ REGISTRY_FLAGS = [
 
 def human_size(n: float) -> str:
     """docker's (go-units) HumanSize: decimal units, 4 significant digits (``4.261MB``)."""
-    units = ("B", "kB", "MB", "GB", "TB", "PB")
-    i = 0
-    while n >= 1000 and i < len(units) - 1:
-        n /= 1000
-        i += 1
-    return f"{n:.4g}{units[i]}"
+    return custom_size(n, 1000, ("B", "kB", "MB", "GB", "TB", "PB"))
 
 
 def short_image_id(image_id: str) -> str:

@@ -3,7 +3,7 @@ table refreshed every second, or one table with --no-stream."""
 
 from __future__ import annotations
 
-from silo.cli.common import Context, out, parse_args, short_id, table
+from silo.cli.common import Context, custom_size, out, parse_args, short_id, table
 from silo.cli.flags import BOOL, HELP, STR, Flag
 
 FLAGS = [
@@ -25,12 +25,7 @@ if TYPE_CHECKING:
 
 def size(n: float) -> str:
     """Bytes as docker prints them (go-units BytesSize): ``7.5MiB``."""
-    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-    i = 0
-    while n >= 1024 and i < len(units) - 1:
-        n /= 1024
-        i += 1
-    return f"{n:.4g}{units[i]}"
+    return custom_size(n, 1024, ("B", "KiB", "MiB", "GiB", "TiB", "PiB"))
 
 
 class Sampler:
