@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,39 +16,12 @@ from silo.cli import flags, spec, stats, timefmt
 from silo.cli.attached import Session, detach_keys
 from silo.cli.common import Context
 from silo.cli.flags import BOOL, INT, MULTI, STR, Flag, UsageError
-from silo.cli.main import main
 from tests.unit.fake_silod import FakeConmon, FakeSilod, error
 from tests.unit.test_lean_imports import forbidden_imports
 
 pytestmark = pytest.mark.unit
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "src")
-
-
-@pytest.fixture
-def silod(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSilod]:
-    with FakeSilod(str(tmp_path / "silod.sock")) as fake:
-        monkeypatch.setenv("SILO_HOST", fake.host)
-        yield fake
-
-
-class Result:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    def __repr__(self) -> str:
-        return f"<exit {self.code}, out {self.out!r}, err {self.err!r}>"
-
-
-@pytest.fixture
-def silo(capfd: pytest.CaptureFixture[str]) -> Any:
-    def call(*argv: str) -> Result:
-        code = main(list(argv))
-        sys.stdout.flush()
-        sys.stderr.flush()
-        captured = capfd.readouterr()
-        return Result(code, captured.out, captured.err)
-    return call
 
 
 # -- flags ----------------------------------------------------------------------------------

@@ -9,14 +9,12 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from silo.cli import imagefmt, images
 from silo.cli.import_ import changes
-from silo.cli.main import main
 from tests.unit.fake_silod import FakeSilod, Lines, Request, error
 from tests.unit.test_lean_imports import forbidden_imports
 
@@ -34,30 +32,9 @@ IMAGES = [
 
 
 @pytest.fixture
-def silod(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSilod]:
-    with FakeSilod(str(tmp_path / "silod.sock")) as fake:
-        monkeypatch.setenv("SILO_HOST", fake.host)
-        fake.override("GET", "/v1/images", lambda r: (200, IMAGES))
-        yield fake
-
-
-class Result:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    def __repr__(self) -> str:
-        return f"<exit {self.code}, out {self.out!r}, err {self.err!r}>"
-
-
-@pytest.fixture
-def silo(capfd: pytest.CaptureFixture[str]) -> Any:
-    def call(*argv: str) -> Result:
-        code = main(list(argv))
-        sys.stdout.flush()
-        sys.stderr.flush()
-        captured = capfd.readouterr()
-        return Result(code, captured.out, captured.err)
-    return call
+def silod(silod: FakeSilod) -> FakeSilod:
+    silod.override("GET", "/v1/images", lambda r: (200, IMAGES))
+    return silod
 
 
 def image_calls(silod: FakeSilod) -> list[tuple[str, str, Any]]:
