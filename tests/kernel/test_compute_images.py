@@ -8,35 +8,19 @@ that leaves a mount, a process or a cgroup)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
 from silo import errors
 from silo.service.compute import ComputeService
 from tests import probes
+from tests.kernel import test_compute_service as compute_tests
 from tests.kernel.conftest import mounts_below
-from tests.kernel.test_compute_service import Env, _skip_reason, run
+from tests.kernel.test_compute_service import Env, run
 
 pytestmark = pytest.mark.kernel
-
-
-@pytest.fixture
-def env() -> Iterator[Env]:
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
-    e = Env()
-    yield e
-    problems = e.teardown()
-    if problems:
-        pytest.fail("the compute service left things behind: " + "; ".join(problems),
-                    pytrace=False)
-
-
-@pytest.fixture
-def svc(env: Env) -> ComputeService:
-    return env.service()
+env = compute_tests.env      # the compute service's fixtures: a service on dirs of its own
+svc = compute_tests.svc
 
 
 def fstypes_below(path: str) -> set[str]:
