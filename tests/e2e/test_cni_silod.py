@@ -139,16 +139,27 @@ def test_bad_netns_and_silod_down(silod: Silod, netns: Any, tmp_path: Path) -> N
     assert code == 1 and doc["code"] == 3, doc
     client = silod.client()
     assert client.list_endpoints() == [] and client.list_namespaces() == []
+    path_z = netns()
+    code, result = plugin("ADD", conf, "pod-z", path_z)
+    assert code == 0, result
     before = links()
     path = netns()
     silod.stop()
     code, doc = plugin("ADD", conf, "pod-y", path)
     assert code == 1 and doc["code"] == 11, doc
+    # DEL while silod is down: nothing of pod-y is in its netns, so it succeeds (containerd
+    # would otherwise keep that netns); pod-z's interface is, so try again later
+    assert plugin("DEL", conf, "pod-y", path) == (0, None)
+    code, doc = plugin("DEL", conf, "pod-z", path_z)
+    assert code == 1 and doc["code"] == 11, doc
     code, doc = plugin("STATUS", {**conf, "cniVersion": "1.1.0"}, "")
     assert code == 1 and doc["code"] == 50, doc
     silod.start()
     assert plugin("STATUS", {**conf, "cniVersion": "1.1.0"}, "") == (0, None)
-    assert silod.client().list_endpoints() == [] and links() == before
+    assert [e["Name"] for e in silod.client().list_endpoints()] == ["pod-z_pods"]
+    assert links() == before
+    assert plugin("DEL", conf, "pod-z", path_z) == (0, None)
+    assert silod.client().list_endpoints() == []
     for name in [n["Name"] for n in silod.client().list_networks()]:
         silod.client().delete_network(name)
 

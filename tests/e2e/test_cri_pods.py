@@ -180,3 +180,23 @@ def test_a_pod_silod_refuses_leaves_nothing(node: Node) -> None:
     assert len(node.silod.client().list_endpoints()) == 1
     assert set(Path("/var/run/netns").iterdir()) == netns_before
     assert _links() == links_before
+
+
+def test_a_pod_while_silod_is_down_fails_cleanly_and_works_once_it_is_back(node: Node) -> None:
+    import grpc
+
+    assert node.silod is not None
+    netns_before = set(Path("/var/run/netns").iterdir())
+    node.silod.stop()
+    config = node.cri.pod_config("early", cgroup_parent=node.cgroup_parent,
+                                 log_directory=str(node.logs / "early"))
+    with pytest.raises(grpc.RpcError) as refused:
+        node.cri.run_pod(config)
+    assert "silod is not running" in str(refused.value)
+    assert node.cri.list_pods() == []
+    assert set(Path("/var/run/netns").iterdir()) == netns_before
+    node.silod.start()
+    pod, conf = node.pod("early")
+    cid = node.container(pod, conf, "c", *IDLE)
+    code, out, _ = node.cri.exec_sync(cid, ["ip", "-o", "-4", "addr", "show", "eth0"])
+    assert code == 0 and node.ip_of(pod) in out

@@ -338,9 +338,14 @@ def test_a_failed_attach_leaves_nothing(plugin: Plugin, svc: HostNetworkService)
 def test_silod_down(plugin: Plugin, tmp_path: Path) -> None:
     gone = plugin.conf(host=f"unix://{tmp_path}/nothing.sock")
     for command in ("ADD", "DEL"):
+        # (DEL: the netns file here is no netns, so whether the interface is in it cannot
+        # be told)
         code, doc = plugin(command, gone)
         assert code == 1 and doc["code"] == cni.TRY_AGAIN_LATER, doc
         assert "silod is not running" in doc["msg"]
+    # DEL with nothing of the container left in the kernel succeeds
+    assert plugin("DEL", gone, CNI_NETNS="") == (0, None)
+    assert plugin("DEL", gone, CNI_NETNS=str(tmp_path / "gone-netns")) == (0, None)
     code, doc = plugin("STATUS", {**gone, "cniVersion": "1.1.0"})
     assert code == 1 and doc["code"] == cni.NOT_AVAILABLE
     code, doc = plugin("ADD", gone, SILO_HOST="unix:///elsewhere")  # the config wins

@@ -2,8 +2,8 @@
 endpoint ``<containerID>_<network>`` exists, is attached to the namespace document of
 ``CNI_NETNS`` as ``CNI_IFNAME``, holds the prevResult's addresses), then the namespace itself
 (the interface is up there with those addresses, and the default routes through the network's
-gateways are in place), read with ``ip`` run in the namespace (``nsenter``): the plugin keeps
-off the kernel's interfaces itself. Success prints nothing.
+gateways are in place), read with ``ip`` run in the namespace (:func:`common.ip_in_netns`).
+Success prints nothing.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def run(call: common.Call) -> Doc | None:
 
 
 def _inside(call: common.Call, ifname: str, addresses: list[str], gateways: list[str]) -> None:
-    links = _ip(call, "-d", "addr", "show", "dev", ifname)
+    links = common.ip_in_netns(call, "-d", "addr", "show", "dev", ifname)
     if not links:
         raise _wrong(f"{ifname} is missing in {call.netns}")
     link = links[0]
@@ -72,29 +72,7 @@ def _inside(call: common.Call, ifname: str, addresses: list[str], gateways: list
         v6 = ":" in gw
         if v6 not in families:
             continue
-        routes = _ip(call, "-6" if v6 else "-4", "route", "show", "default")
+        routes = common.ip_in_netns(call, "-6" if v6 else "-4", "route", "show", "default")
         if not any(r.get("gateway") == gw and r.get("dev") == ifname for r in routes):
             raise _wrong(f"no default route via {gw} dev {ifname} in {call.netns}")
 
-
-def _ip(call: common.Call, *args: str) -> list[Doc]:
-    import subprocess
-
-    from silo.schema import jsonio
-
-    argv = ["nsenter", f"--net={call.netns}", "ip", "-j", *args]
-    try:
-        proc = subprocess.run(argv, capture_output=True, timeout=30, check=False)
-    except OSError as err:
-        raise cni.CniError(cni.IO_FAILURE, f"CHECK: cannot run {argv[0]}: {err.strerror}",
-                           " ".join(argv)) from None
-    if proc.returncode != 0:
-        text = proc.stderr.decode(errors="replace").strip()
-        if "does not exist" in text or "Cannot find device" in text:
-            return []
-        raise cni.CniError(cni.IO_FAILURE, f"CHECK: {' '.join(argv[2:])} failed: {text}")
-    try:
-        doc = jsonio.loads(proc.stdout or b"[]", "ip's answer")
-    except SiloError as err:
-        raise cni.CniError(cni.IO_FAILURE, f"CHECK: {err}") from None
-    return doc if isinstance(doc, list) else []

@@ -255,6 +255,32 @@ def result(call: Call, ep: Doc, net: Doc) -> Doc:
     return cni.result(call.version, interfaces, ips, routes, dns_doc)
 
 
+def ip_in_netns(call: Call, *args: str) -> list[Doc]:
+    """``ip -j ARGS`` run in ``CNI_NETNS`` (``nsenter``), parsed; [] for a device that is not
+    there. The plugin reads the namespace this way and never changes it: silod does."""
+    import subprocess
+
+    from silo.schema import jsonio
+
+    argv = ["nsenter", f"--net={call.netns}", "ip", "-j", *args]
+    what = " ".join(argv[2:])
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise cni.CniError(cni.IO_FAILURE, f"cannot run {what} in {call.netns}: {err}") \
+            from None
+    if proc.returncode != 0:
+        text = proc.stderr.decode(errors="replace").strip()
+        if "does not exist" in text or "Cannot find device" in text:
+            return []
+        raise cni.CniError(cni.IO_FAILURE, f"{what} in {call.netns} failed: {text}")
+    try:
+        doc = jsonio.loads(proc.stdout or b"[]", "ip's answer")
+    except SiloError as err:
+        raise cni.CniError(cni.IO_FAILURE, f"{what}: {err}") from None
+    return doc if isinstance(doc, list) else []
+
+
 # ---------------------------------------------------------------------------------------------
 # A delegated IPAM plugin
 
