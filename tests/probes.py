@@ -32,6 +32,12 @@ def need_binary(name: str) -> str | None:
     return None if shutil.which(name) else f"{name} is not installed (scripts/setup installs it)"
 
 
+def need_loop() -> str | None:
+    if not os.path.exists("/dev/loop-control"):
+        return "/dev/loop-control is missing (no loop device support)"
+    return None
+
+
 def need_all(*reasons: str | None) -> str | None:
     for r in reasons:
         if r:

@@ -89,7 +89,7 @@ def processes_mentioning(text: str) -> dict[int, str]:
     return found
 
 
-def mounts_below(path: Path) -> list[str]:
+def mounts_below(path: Path | str) -> list[str]:
     """Mount points in our mount namespace at or below ``path``."""
     out = []
     with open("/proc/self/mountinfo") as f:
@@ -97,6 +97,20 @@ def mounts_below(path: Path) -> list[str]:
             point = line.split()[4].replace("\\040", " ")
             if point == str(path) or point.startswith(str(path) + "/"):
                 out.append(point)
+    return out
+
+
+def loops_backed_below(path: str) -> dict[str, str]:
+    """Loop devices (``/dev/loopN``) whose backing file is below ``path``, with that file; read
+    from /sys, independently of silo.kernel.loop."""
+    out = {}
+    for dev in os.listdir("/sys/block"):
+        try:
+            backing = Path(f"/sys/block/{dev}/loop/backing_file").read_text().strip()
+        except OSError:
+            continue
+        if backing.startswith(path + "/"):
+            out[f"/dev/{dev}"] = backing
     return out
 
 

@@ -18,29 +18,15 @@ import pytest
 from silo.errors import Internal
 from silo.kernel import fsmount, loop
 from tests import probes
+from tests.kernel.conftest import loops_backed_below, mounts_below
 
-
-def _need_loop() -> str | None:
-    if not os.path.exists("/dev/loop-control"):
-        return "/dev/loop-control is missing (no loop device support)"
-    return None
-
-
-SKIP = probes.need_all(probes.need_root(), _need_loop(), probes.need_binary("mkfs.ext4"))
+SKIP = probes.need_all(probes.need_root(), probes.need_loop(), probes.need_binary("mkfs.ext4"))
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(bool(SKIP), reason=SKIP or "")]
 
 
 def bound_below(path: str) -> list[str]:
     """Loop devices whose backing file is below ``path``, read from /sys independently."""
-    out = []
-    for dev in os.listdir("/sys/block"):
-        try:
-            backing = Path(f"/sys/block/{dev}/loop/backing_file").read_text().strip()
-        except OSError:
-            continue
-        if backing.startswith(path + "/"):
-            out.append(f"/dev/{dev}")
-    return out
+    return list(loops_backed_below(path))
 
 
 def eventually_unbound(path: str) -> list[str]:
@@ -51,17 +37,11 @@ def eventually_unbound(path: str) -> list[str]:
     return bound_below(path)
 
 
-def mounted_below(path: str) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    return [p for p in points if p == path or p.startswith(path + "/")]
-
-
 @pytest.fixture
 def work() -> Iterator[Path]:
     root = os.path.realpath(tempfile.mkdtemp(prefix="silo-loop-test-"))
     yield Path(root)
-    mounts, devs = mounted_below(root), eventually_unbound(root)
+    mounts, devs = mounts_below(root), eventually_unbound(root)
     for point in reversed(mounts):
         subprocess.run(["umount", "-l", point], capture_output=True)
     for dev in bound_below(root):
@@ -115,7 +95,7 @@ def test_a_failed_mount_leaves_no_device(work: Path) -> None:
         loop.mount(str(img), str(work / "mnt"), "ext4")
     assert str(img) in str(e.value) and "ext4" in str(e.value)
     assert isinstance(e.value.__cause__, OSError)
-    assert mounted_below(str(work)) == [] and eventually_unbound(str(work)) == []
+    assert mounts_below(str(work)) == [] and eventually_unbound(str(work)) == []
 
 
 def test_a_missing_backing_file(work: Path) -> None:
@@ -134,7 +114,7 @@ def test_detach_after_a_lazy_unmount(work: Path) -> None:
     fd = os.open(work / "mnt", os.O_RDONLY | os.O_DIRECTORY)
     try:
         fsmount.unmount(str(work / "mnt"))  # EBUSY -> MNT_DETACH
-        assert mounted_below(str(work)) == [] and loop.backing_file(dev) == img
+        assert mounts_below(str(work)) == [] and loop.backing_file(dev) == img
         loop.detach(dev, str(other))  # not bound to that: nothing happens
         assert loop.backing_file(dev) == img
         loop.detach(dev, img)

@@ -19,6 +19,7 @@ from silo.errors import AlreadyExists, InvalidArgument, InvalidState, NotFound
 from silo.storage import mediatypes as mt
 from silo.storage.images import ImageStore
 from tests import probes
+from tests.kernel.conftest import loops_backed_below, mounts_below
 from tests.unit.storage.imagefactory import CountingSource, image
 
 pytestmark = pytest.mark.kernel
@@ -31,38 +32,10 @@ def _need_overlay() -> str | None:
     return None
 
 
-def _need_loop() -> str | None:
-    if not os.path.exists("/dev/loop-control"):
-        return "/dev/loop-control is missing (no loop device support)"
-    return None
-
-
 SKIP = probes.need_all(probes.need_root(), _need_overlay())
-SKIP_LOOP = probes.need_all(SKIP, _need_loop(), probes.need_binary("mkfs.ext4"))
+SKIP_LOOP = probes.need_all(SKIP, probes.need_loop(), probes.need_binary("mkfs.ext4"))
 requires = pytest.mark.skipif(bool(SKIP), reason=SKIP or "")
 requires_loop = pytest.mark.skipif(bool(SKIP_LOOP), reason=SKIP_LOOP or "")
-
-
-def mounts_below(path: str) -> list[str]:
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4]
-            if point == path or point.startswith(path + "/"):
-                out.append(point)
-    return out
-
-
-def loops_backed_below(path: str) -> list[str]:
-    out = []
-    for dev in os.listdir("/sys/block"):
-        try:
-            backing = Path(f"/sys/block/{dev}/loop/backing_file").read_text().strip()
-        except OSError:
-            continue
-        if backing.startswith(path + "/"):
-            out.append(f"{dev} -> {backing}")
-    return out
 
 
 class Env:
@@ -72,7 +45,7 @@ class Env:
 
     def leaks(self) -> list[str]:
         return [f"mount {m}" for m in mounts_below(self.root)] + \
-            [f"loop {d}" for d in loops_backed_below(self.root)]
+            [f"loop {d} -> {f}" for d, f in loops_backed_below(self.root).items()]
 
     def containers(self) -> list[str]:
         return sorted(os.listdir(os.path.join(self.root, "containers")))
@@ -89,7 +62,7 @@ def env() -> Iterator[Env]:
     for m in sorted(mounts_below(e.root), key=len, reverse=True):
         subprocess.run(["umount", "-l", m], capture_output=True)
     for d in loops_backed_below(e.root):
-        subprocess.run(["losetup", "-d", "/dev/" + d.split()[0]], capture_output=True)
+        subprocess.run(["losetup", "-d", d], capture_output=True)
     shutil.rmtree(e.root, ignore_errors=True)
     assert problems == [], f"left behind: {problems}"
 
