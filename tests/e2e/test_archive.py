@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from typing import Any
 
 import pytest
 from tests import probes
+from tests.unit.storage.imagefactory import tar_entries
 
 from silo.errors import InvalidArgument
 from silo.storage import archive, mediatypes
@@ -49,25 +49,6 @@ def skopeo(*args: str) -> str:
     return proc.stdout
 
 
-def tar_of(entries: list[tuple[str, bytes | str | None]]) -> bytes:
-    """bytes: a file; str: a symlink to it; None: a directory."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, content in entries:
-            info = tarfile.TarInfo(name)
-            info.mtime = 0
-            if content is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            elif isinstance(content, str):
-                info.type, info.linkname = tarfile.SYMTYPE, content
-                tar.addfile(info)
-            else:
-                info.size, info.mode = len(content), 0o644
-                tar.addfile(info, io.BytesIO(content))
-    return buf.getvalue()
-
-
 @dataclass
 class Source:
     layout: Path
@@ -81,10 +62,10 @@ class Source:
 def source(tmp_path: Path) -> Source:
     """An OCI layout of three gzip layers, its one image tagged ``v1``."""
     layers = [
-        tar_of([("etc", None), ("etc/hostname", b"silo\n"), ("etc/old", b"gone later\n"),
-                ("bin", None), ("bin/sh", b"#!not really a shell\n")]),
-        tar_of([("etc", None), ("etc/.wh.old", b""), ("etc/new", b"added\n")]),
-        tar_of([("srv", None), ("srv/data", os.urandom(100_000)), ("srv/link", "data")]),
+        tar_entries([("etc", None), ("etc/hostname", b"silo\n"), ("etc/old", b"gone later\n"),
+                     ("bin", None), ("bin/sh", b"#!not really a shell\n")]),
+        tar_entries([("etc", None), ("etc/.wh.old", b""), ("etc/new", b"added\n")]),
+        tar_entries([("srv", None), ("srv/data", os.urandom(100_000)), ("srv/link", "data")]),
     ]
     layout = tmp_path / "src"
     blobs = layout / "blobs" / "sha256"
@@ -314,7 +295,7 @@ def add_cut_image(source: Source) -> tuple[bytes, str]:
 
     manifest = json.loads((blobs / source.manifest_digest.split(":")[1]).read_bytes())
     config = json.loads((blobs / source.config_digest.split(":")[1]).read_bytes())
-    plain = tar_of([("big", os.urandom(200_000))])
+    plain = tar_entries([("big", os.urandom(200_000))])
     cut = gzip.compress(plain)[:-300]
     config["rootfs"]["diff_ids"][2] = sha(plain)
     config_bytes = json.dumps(config).encode()
@@ -354,7 +335,7 @@ def test_a_load_failing_at_its_second_image_undoes_the_first(tmp_path: Path, sou
     """The first image (new, named NAME, which an older image had) is added, the second fails:
     the first is removed again and NAME names the older image as before."""
     rootfs = tmp_path / "rootfs.tar"
-    rootfs.write_bytes(tar_of([("hello", b"old image\n")]))
+    rootfs.write_bytes(tar_entries([("hello", b"old image\n")]))
     old = archive.import_rootfs(store, str(rootfs), NAME)
     good = (source.layout / "blobs" / "sha256" / source.manifest_digest.split(":")[1]
             ).read_bytes()

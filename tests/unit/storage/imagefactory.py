@@ -9,6 +9,7 @@ import io
 import json
 import tarfile
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -17,11 +18,16 @@ from silo.storage.descriptor import Descriptor, sha256
 
 
 def tar_bytes(files: dict[str, bytes | str | None]) -> bytes:
-    """A tar of ``files``: bytes -> a file, str -> a symlink to it, None -> a directory."""
+    """A tar of ``files``, in name order: bytes -> a file, str -> a symlink to it, None -> a
+    directory."""
+    return tar_entries(sorted(files.items()))
+
+
+def tar_entries(entries: Iterable[tuple[str, bytes | str | None]]) -> bytes:
+    """A tar of ``entries`` in the order given, as :func:`tar_bytes` makes its members."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in sorted(files):
-            content = files[name]
+        for name, content in entries:
             info = tarfile.TarInfo(name)
             info.mtime = 0
             if content is None:
