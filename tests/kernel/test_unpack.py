@@ -25,7 +25,8 @@ import pytest
 from silo.errors import InvalidArgument
 from silo.storage.unpack import unpack
 from tests import probes
-from tests.unit.test_unpack import OCI_GZIP, OCI_TAR, OCI_ZSTD, Layer, blob, diff_id, tree
+from tests.unit import test_unpack as unit
+from tests.unit.test_unpack import OCI_GZIP, OCI_ZSTD, Layer, blob, diff_id, run, tree
 
 
 def _need_overlayfs() -> str | None:
@@ -38,6 +39,8 @@ def _need_overlayfs() -> str | None:
 SKIP = probes.need_root()
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(bool(SKIP), reason=SKIP or "")]
 OVERLAY_SKIP = probes.need_all(_need_overlayfs(), probes.need_binary("unshare"))
+dest = unit.dest            # the unit tests' fixtures: the layer's dir, and what is next to it
+sentinel = unit.sentinel
 
 CAP_NET_RAW = 13
 
@@ -46,29 +49,6 @@ def vfs_cap_v2(permitted: int, effective: bool = True) -> bytes:
     """A security.capability value (struct vfs_cap_data, revision 2)."""
     magic = 0x02000000 | (1 if effective else 0)
     return struct.pack("<IIIII", magic, permitted & 0xFFFFFFFF, 0, permitted >> 32, 0)
-
-
-@pytest.fixture
-def dest(tmp_path: Path) -> Path:
-    d = tmp_path / "diff"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
-def sentinel(tmp_path: Path) -> Callable[[], None]:
-    s = tmp_path / "sentinel"
-    s.mkdir()
-    (s / "passwd").write_text("root:x:0:0\n")
-    before = {k: v for k, v in tree(tmp_path).items() if not k.startswith("diff")}
-
-    def check() -> None:
-        assert {k: v for k, v in tree(tmp_path).items() if not k.startswith("diff")} == before
-    return check
-
-
-def run(data: bytes, dest: Path, media_type: str = OCI_TAR) -> None:
-    unpack(io.BytesIO(data), str(dest), media_type)
 
 
 def test_devices_fifos_and_their_owners(dest: Path) -> None:
