@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 from silo.errors import AlreadyExists, Internal, InvalidArgument, InvalidState, NotFound
-from silo.network.hns import DEFAULT_NETWORK, DEFAULT_SUBNET, HostNetworkService
+from silo.network.hns import (
+    DEFAULT_NETWORK,
+    DEFAULT_SUBNET,
+    DEFAULT_SUBNET_FALLBACKS,
+    HostNetworkService,
+)
 from silo.network.store import MemoryStore
 from tests.unit.fake_datapath import FakeDataPath
 
@@ -314,6 +319,16 @@ def test_default_network_and_containers(svc: HostNetworkService) -> None:
     svc.detach_container("c1")
     assert svc.query("endpoint") == [] and svc.query("namespace") == []
     assert dp(svc).netns == set() and dp(svc).ports == {}
+
+
+def test_the_default_network_moves_when_the_host_routes_its_subnet(
+        svc: HostNetworkService) -> None:
+    taken = InvalidState("Ipams[0].Subnets[0].IpAddressPrefix: the host routes 172.16.0.0/16 "
+                         "through eth9")
+    dp(svc).fail["ensure_network"] = taken
+    nat = svc.ensure_default()
+    assert nat["Ipams"][0]["Subnets"][0]["IpAddressPrefix"] == DEFAULT_SUBNET_FALLBACKS[0]
+    assert [n["Name"] for n in svc.query("network")] == [DEFAULT_NETWORK]
 
 
 def test_concurrent_endpoint_creates_never_share_an_address(svc: HostNetworkService) -> None:

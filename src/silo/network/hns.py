@@ -47,6 +47,9 @@ DEFAULT_NETWORK = "nat"
 # Docker on Windows's "nat" prefix. Not in Docker-on-Linux's default pools (172.17-31.0.0/16,
 # 192.168.0.0/16) nor podman's (10.88.0.0/16, 10.89.x.0/24).
 DEFAULT_SUBNET = "172.16.0.0/16"
+# Where ``nat`` goes when the host already routes DEFAULT_SUBNET elsewhere (another silod's
+# nat, a VPN): the first of these the data path accepts.
+DEFAULT_SUBNET_FALLBACKS = tuple(f"10.{n}.0.0/16" for n in range(90, 100))
 # Where a NAT, Internal or Private network created without subnets gets a /24 (as Docker's
 # pools give `docker network create web` one): 172.20.0.0/14, apart from DEFAULT_SUBNET.
 AUTO_SUBNETS = "172.20.0.0/14"
@@ -191,11 +194,22 @@ class HostNetworkService:
             found = self._lookup("network", DEFAULT_NETWORK)
             if found is not None:
                 return copy.deepcopy(found)
-            return self.create_network({
-                "Name": DEFAULT_NETWORK, "Type": "NAT",
-                "Ipams": [{"Type": "Static",
-                           "Subnets": [{"IpAddressPrefix": self.default_subnet}]}],
-            })
+            candidates: tuple[str, ...] = (self.default_subnet,)
+            if self.default_subnet == DEFAULT_SUBNET:
+                candidates += DEFAULT_SUBNET_FALLBACKS
+            for i, subnet in enumerate(candidates):
+                try:
+                    return self.create_network({
+                        "Name": DEFAULT_NETWORK, "Type": "NAT",
+                        "Ipams": [{"Type": "Static",
+                                   "Subnets": [{"IpAddressPrefix": subnet}]}],
+                    })
+                except InvalidState as err:   # the host routes it through another link
+                    if i == len(candidates) - 1:
+                        raise
+                    log.info("default network: %s is taken (%s); trying %s", subnet,
+                             err.message, candidates[i + 1])
+            raise AssertionError("unreachable")
 
     def modify_network(self, ref: str, request: object) -> Doc:
         req = hns.validate_modify("network", request)
