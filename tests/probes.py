@@ -32,6 +32,13 @@ def need_binary(name: str) -> str | None:
     return None if shutil.which(name) else f"{name} is not installed (scripts/setup installs it)"
 
 
+def need_overlay() -> str | None:
+    with open("/proc/filesystems") as f:
+        if not any(line.split()[-1] == "overlay" for line in f if line.strip()):
+            return "overlayfs is not available in this kernel"
+    return None
+
+
 def need_loop() -> str | None:
     if not os.path.exists("/dev/loop-control"):
         return "/dev/loop-control is missing (no loop device support)"

@@ -18,15 +18,7 @@ from silo.errors import Internal
 from silo.kernel import fsmount, libc
 from tests import probes
 
-
-def _need_overlay() -> str | None:
-    with open("/proc/filesystems") as f:
-        if not any(line.split()[-1] == "overlay" for line in f if line.strip()):
-            return "overlayfs is not available in this kernel"
-    return None
-
-
-SKIP = probes.need_all(probes.need_root(), _need_overlay())
+SKIP = probes.need_all(probes.need_root(), probes.need_overlay())
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(bool(SKIP), reason=SKIP or "")]
 
 

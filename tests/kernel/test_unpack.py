@@ -28,17 +28,9 @@ from tests import probes
 from tests.unit import test_unpack as unit
 from tests.unit.test_unpack import OCI_GZIP, OCI_ZSTD, Layer, blob, diff_id, run, tree
 
-
-def _need_overlayfs() -> str | None:
-    with open("/proc/filesystems") as f:
-        if any(line.split()[-1] == "overlay" for line in f if line.strip()):
-            return None
-    return "overlayfs is not available in this kernel"
-
-
 SKIP = probes.need_root()
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(bool(SKIP), reason=SKIP or "")]
-OVERLAY_SKIP = probes.need_all(_need_overlayfs(), probes.need_binary("unshare"))
+OVERLAY_SKIP = probes.need_all(probes.need_overlay(), probes.need_binary("unshare"))
 dest = unit.dest            # the unit tests' fixtures: the layer's dir, and what is next to it
 sentinel = unit.sentinel
 

@@ -25,14 +25,7 @@ from tests.unit.storage.imagefactory import CountingSource, image
 pytestmark = pytest.mark.kernel
 
 
-def _need_overlay() -> str | None:
-    with open("/proc/filesystems") as f:
-        if not any(line.split()[-1] == "overlay" for line in f if line.strip()):
-            return "overlayfs is not available in this kernel"
-    return None
-
-
-SKIP = probes.need_all(probes.need_root(), _need_overlay())
+SKIP = probes.need_all(probes.need_root(), probes.need_overlay())
 SKIP_LOOP = probes.need_all(SKIP, probes.need_loop(), probes.need_binary("mkfs.ext4"))
 requires = pytest.mark.skipif(bool(SKIP), reason=SKIP or "")
 requires_loop = pytest.mark.skipif(bool(SKIP_LOOP), reason=SKIP_LOOP or "")
