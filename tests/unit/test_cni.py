@@ -497,3 +497,25 @@ def test_an_ipam_plugin_that_cannot_run_and_a_bug_of_ours(plugin: Plugin, tmp_pa
     code, doc = plugin("STATUS", plugin.conf(cniVersion="1.1.0"))
     assert code == 1 and doc == {"cniVersion": "1.1.0", "code": cni.INTERNAL,
                                  "msg": "silo-cni failed: 'surprise'", "details": "KeyError"}
+
+
+def test_silods_socket_queues_a_node_full_of_plugins(tmp_path: Path) -> None:
+    """Connections wait in silod's listen queue until it accepts them: 64 at once (the
+    plugins of a node starting its pods) are all queued, none refused with EAGAIN."""
+    import socket
+
+    from silo.service.http import _Handler, _UnixListener
+
+    path = str(tmp_path / "queue.sock")
+    listener = _UnixListener(path, _Handler)  # bound and listening, never accepting
+    clients = []
+    try:
+        for _ in range(64):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.settimeout(5)  # as silo.client's: a non-blocking connect underneath
+            clients.append(c)
+            c.connect(path)
+    finally:
+        for c in clients:
+            c.close()
+        listener.server_close()

@@ -576,6 +576,10 @@ class _Listener(socketserver.ThreadingMixIn, socketserver.BaseServer):
 
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog is 5: a node starting pods at once runs a silo-cni per
+    # pod, and a client's connect (non-blocking, it has a timeout) fails at once with EAGAIN
+    # when the queue is full while the accept loop waits for the GIL.
+    request_queue_size = 128
     router: Router
     max_body: int
 
