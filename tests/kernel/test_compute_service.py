@@ -203,6 +203,23 @@ def test_exit_zero_is_graceful(svc: ComputeService, env: Env) -> None:
     svc.delete(sid)
 
 
+def test_a_kill_of_a_container_that_just_stopped_is_not_a_failure(svc: ComputeService,
+                                                                   env: Env) -> None:
+    """shutdown and terminate race the container's own exit: silod may still hold it as
+    Running when the runtime already sees it stopped. That kill is no failure (the exit is
+    recorded by the watcher), while any other refusal of the runtime still is."""
+    sid = run(svc, env, "true")
+    assert svc.wait(sid, timeout=20)["ExitCode"] == 0
+    assert runtime_status(env, sid) == "stopped"
+    svc._runtime("kill", sid, "15", op="shutdown", obj=sid, ok_missing=True)
+    with pytest.raises(errors.Internal) as e:
+        svc._runtime("kill", sid, "15", op="shutdown", obj=sid)
+    assert "it is stopped" in e.value.message
+    with pytest.raises(errors.Internal):
+        svc._runtime("pause", sid, op="pause", obj=sid, ok_missing=True)
+    svc.delete(sid)
+
+
 def test_ids_and_names_are_unique(svc: ComputeService, env: Env) -> None:
     svc.create(env.doc("sleep", "300", Id="a", Name="alpha"))
     with pytest.raises(errors.AlreadyExists):

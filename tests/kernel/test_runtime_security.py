@@ -151,11 +151,19 @@ def sha256(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def runtime_interpreter() -> str:
+    """The interpreter silo-runtime's Python runs on: the shebang of the Python launcher, which
+    the C launcher (an ELF file) executes, or of silo-runtime itself when it is that script."""
+    with open(RUNTIME, "rb") as f:
+        launcher = RUNTIME + "-py" if f.read(4) == b"\x7fELF" else RUNTIME
+    return os.path.realpath(Path(launcher).read_text().splitlines()[0][2:].split()[0])
+
+
 def test_proc_pid_exe_of_exec_helpers_is_out_of_reach(bundle: Bundle) -> None:
     """CVE-2019-5736 class: a container process tries to read and write /proc/PID/exe of every
     process it can see while ``silo-runtime exec`` helpers enter the container."""
-    shebang = Path(RUNTIME).read_text().splitlines()[0][2:].split()[0]
-    interpreters = {os.path.realpath(sys.executable), os.path.realpath(shebang)}
+    interpreters = {os.path.realpath(sys.executable), runtime_interpreter(),
+                    os.path.realpath(RUNTIME)}   # the launcher binary too
     before = {p: sha256(p) for p in interpreters}
     bundle.spec["root"]["readonly"] = False
     cid = bundle.start()
@@ -253,8 +261,7 @@ def test_image_cannot_plant_code_in_the_runtime(bundle: Bundle) -> None:
         dest = bundle.rootfs / str(module).lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(planted)
-    shebang = Path(RUNTIME).read_text().splitlines()[0][2:].split()[0]
-    stdlib = Path(os.path.realpath(shebang)).parent.parent / "lib" / (
+    stdlib = Path(runtime_interpreter()).parent.parent / "lib" / (
         f"python{sys.version_info.major}.{sys.version_info.minor}")
     for lib in (stdlib, stdlib / "lib-dynload"):
         dest = bundle.rootfs / str(lib).lstrip("/")
@@ -301,7 +308,7 @@ def test_image_cannot_plant_code_in_the_runtime(bundle: Bundle) -> None:
 def give_image_the_runtimes_libraries(bundle: Bundle) -> None:
     """Copy the loader and libraries the runtime's interpreter links against into the image,
     at the same paths, so that the host's interpreter binary *could* run in the container."""
-    interpreter = os.path.realpath(Path(RUNTIME).read_text().splitlines()[0][2:].split()[0])
+    interpreter = runtime_interpreter()
     ldd = subprocess.run(["ldd", interpreter], capture_output=True, text=True, check=True)
     for lib in re.findall(r"(/\S+) \(0x", ldd.stdout):
         dest = bundle.rootfs / lib.lstrip("/")

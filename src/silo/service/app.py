@@ -379,6 +379,8 @@ def json_body(op: Operation, request: Request,
         if doc is None or doc == {}:
             return {}
         raise invalid("body", f"{op.method} {op.path} takes no body")
+    if doc is None and request.body.strip():   # a literal null is not an absent body
+        raise invalid("body", f"must be a JSON object (a {op.request} document), got null")
     if doc is None:
         if required:
             raise invalid("body", f"required: a {op.request} document")

@@ -145,7 +145,9 @@ class ComputeService:
     def _runtime(self, *args: str, input: bytes | None = None, op: str, obj: str,
                  ok_missing: bool = False) -> subprocess.CompletedProcess[bytes]:
         """Run silo-runtime with silod's --root. Raises Internal with the runtime's message on
-        failure; with ``ok_missing``, a container that does not exist is not a failure."""
+        failure; with ``ok_missing``, a container that does not exist is not a failure, nor is
+        a ``kill`` of one that has stopped (it exited after silod last looked: its monitor's
+        exit file records it, and the watcher with it)."""
         argv = [self.config.runtime, "--root", self.config.runtime_root, *args]
         try:
             r = subprocess.run(argv, input=input, capture_output=True,
@@ -156,7 +158,8 @@ class ComputeService:
         if r.returncode != 0:
             said = r.stderr.decode(errors="replace").strip().splitlines()
             message = said[-1] if said else f"exit status {r.returncode}"
-            if ok_missing and "does not exist" in message:
+            if ok_missing and ("does not exist" in message or
+                               (args[0] == "kill" and ": it is stopped" in message)):
                 return r
             raise errors.Internal(f"silo-runtime {args[0]}: {message}", op=_op(op), obj=obj)
         return r

@@ -74,7 +74,8 @@ class Reference:
 
 
 def _bad(s: object, reason: str) -> InvalidArgument:
-    return InvalidArgument(f"invalid reference {s!r}: {reason}", op="reference::parse",
+    return InvalidArgument(f"reference: {s!r} is not a valid image reference: {reason}",
+                           op="reference::parse",
                            obj=str(s), field="reference")
 
 

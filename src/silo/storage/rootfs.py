@@ -23,6 +23,7 @@ Design notes:
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -67,9 +68,17 @@ def mount_overlay(lowers: Sequence[str], upper: str, work: str, target: str,
 
 
 def make_scratch_image(path: str, size: int) -> None:
-    """A sparse ext4 image of ``size`` bytes (no journal, no reserved blocks)."""
+    """A sparse ext4 image of ``size`` bytes (no journal, no reserved blocks); a size the
+    store's filesystem cannot hold in one file is InvalidArgument naming ``size``."""
     with open(path, "xb") as f:
-        f.truncate(size)
+        try:
+            f.truncate(size)
+        except OSError as e:
+            if e.errno not in (errno.EFBIG, errno.EINVAL):
+                raise
+            raise InvalidArgument(f"size: {size} bytes is more than a file on the store's "
+                                  f"filesystem can hold ({e.strerror})", op="rootfs::create",
+                                  obj=path, field="size") from e
     try:
         r = subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
                             "-E", "root_owner=0:0,lazy_itable_init=1", path],

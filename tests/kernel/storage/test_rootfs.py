@@ -168,6 +168,7 @@ def test_many_layers(env: Env) -> None:
     ("silo-st-x", "app:1", 1000, InvalidArgument, "size"),
     ("silo-st-x", "app:1", -1, InvalidArgument, "size"),
     ("silo-st-x", "app:1", "10G", InvalidArgument, "size"),
+    ("silo-st-x", "app:1", 1 << 50, InvalidArgument, "more than a file"),   # EFBIG
     ("../escape", "app:1", None, InvalidArgument, "container_id"),
     ("a/b", "app:1", None, InvalidArgument, "container_id"),
     ("", "app:1", None, InvalidArgument, "container_id"),
