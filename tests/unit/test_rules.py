@@ -144,6 +144,25 @@ def test_endpoint_part_deletes_exactly_what_it_added() -> None:
         GOLDEN_EP_DELETE
 
 
+def test_only_endpoints_whose_rules_need_no_state_go_untracked() -> None:
+    """Flows between two endpoints without ACLs or OutBoundNAT skip conntrack; an ACL of
+    its own (either direction) or an OutBoundNAT keeps an endpoint's flows tracked."""
+    net, _ = specs()
+
+    def untracked(*policies: dict[str, Any]) -> list[str]:
+        part = compiler.endpoint_part(net, model.endpoint_spec(with_policies(*policies),
+                                                               "silo"))
+        return [value for _, name, value, _ in part.elements if name.startswith("untracked")]
+
+    assert untracked() == ["10.1.2.5 . 10.1.2.0/24"]
+    assert untracked({"Type": "QOS", "Settings": {"MaximumOutgoingBandwidthInBytes": 10**6}}) \
+        == ["10.1.2.5 . 10.1.2.0/24"]
+    assert untracked(acl(Action="Block", Direction="Out", Priority=1)) == []
+    assert untracked(acl(Action="Allow", Direction="In", Priority=1)) == []
+    assert untracked({"Type": "OutBoundNAT", "Settings": {}}) == []
+    assert "notrack" in compiler.SKELETON_INET
+
+
 def test_network_part_golden() -> None:
     net, _ep = specs()
     assert compiler.script(compiler.network_part(net).add_lines("silo")) == GOLDEN_NET
