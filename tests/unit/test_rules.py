@@ -161,6 +161,9 @@ def test_only_endpoints_whose_rules_need_no_state_go_untracked() -> None:
     assert untracked(acl(Action="Allow", Direction="In", Priority=1)) == []
     assert untracked({"Type": "OutBoundNAT", "Settings": {}}) == []
     assert "notrack" in compiler.SKELETON_INET
+    plain = model.endpoint_spec(with_policies(), "silo")
+    assert "Layer TRACK" in render.render([net], [plain])
+    assert "Layer TRACK" not in render.render([net], [specs()[1]])
 
 
 def test_network_part_golden() -> None:

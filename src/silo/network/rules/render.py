@@ -43,6 +43,10 @@ def render(nets: list[NetworkSpec], eps: list[EndpointSpec]) -> str:
             addrs = ", ".join(str(a) for a, _ in ep.addresses) or "no address"
             lines.append(f"  Port {ep.id} {ep.host_veth} {ep.mac} ({addrs})")
             rules = [*net.policies.acls, *ep.policies.acls]
+            if not rules and not ep.policies.outbound_nat:
+                lines.append("    Layer TRACK")
+                lines.append("      untracked to and from such ports of its subnet "
+                             "(no state needed)")
             for direction in ("In", "Out"):
                 lines.append(f"    Layer ACL {direction.upper()}")
                 for n, (_action, group) in enumerate(
