@@ -332,3 +332,28 @@ def test_a_container_cannot_spoof_its_address_or_mac() -> None:
                        "02:00:00:00:00:99").returncode == 0
         assert from_(a.ip, b.ip) is None
         assert not lab.ping(a.path, b.ip)
+
+
+@requires_lab
+def test_a_deferred_detach_frees_the_name_at_once_and_a_reattach_waits_for_the_reaper() -> None:
+    """The host veth of an endpoint in a namespace the data path made goes to the reaper
+    (deleted in batches, off the caller's path); its name is free at once, a new attach in
+    the same namespace with the same interface name still works, and close leaves nothing."""
+    with Lab() as lab:
+        net = lab.network("NAT")
+        ep = lab.endpoint(net, 2)
+        veth = ep.doc["Linux"]["HostInterface"]
+        lab.dp.detach(net, ep.doc)
+        with Netlink(lab.host) as nl:
+            assert nl.link(veth) is None                       # out of service now
+        again = lab.dp.attach(net, ep.doc, ep.path)            # eth0 may still be the old peer
+        assert again["InterfaceName"] == "eth0"
+        gw = net["Linux"]["Gateways"][0]
+        assert lab.ping(ep.path, gw)
+        lab.dp.detach(net, ep.doc)
+        lab.dp.close()
+        with Netlink(lab.host) as nl:
+            left = [link.name for link in nl.links() if link.name.startswith(lab.prefix)]
+        assert left == [net["Linux"]["Bridge"]]                # no tombstone outlives close
+        lab.dp = type(lab.dp)(prefix=lab.prefix, run_dir=lab.tmp, host_netns=lab.host)
+        lab.dp.rebuild([net], [], [])

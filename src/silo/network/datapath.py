@@ -30,6 +30,7 @@ from typing import Any
 
 from silo.errors import AlreadyExists, InvalidState, NotFound, SiloError, invalid
 from silo.kernel import netns
+from silo.kernel.linkreaper import LinkReaper
 from silo.kernel.netlink import Netlink, check_ifname
 from silo.kernel.nftables import Nft
 from silo.network import names
@@ -65,6 +66,7 @@ class DataPath:
         self._netlink = netlink
         self._nft = nft
         self._given = (netlink, nft)      # the caller's to close, not ours
+        self._reaper: LinkReaper | None = None
         self._lock = threading.RLock()
         self._nets: dict[str, NetworkSpec] = {}
         self._net_parts: dict[str, Part] = {}
@@ -77,6 +79,9 @@ class DataPath:
     def close(self) -> None:
         """Close the netlink socket and the nft context this instance opened."""
         with self._lock:
+            if self._reaper is not None:       # deletes what it still holds
+                self._reaper.close()
+                self._reaper = None
             if self._netlink is not None and self._netlink is not self._given[0]:
                 self._netlink.close()
                 self._netlink = None
@@ -104,8 +109,20 @@ class DataPath:
             self._nft = Nft(self.host_netns)
         return self._nft
 
-    def _host(self) -> Host:
-        return Host(self.netlink, self.prefix, self.host_netns)
+    def _host(self, *, defer: bool = False) -> Host:
+        """``defer``: host veths go through the reaper (deleted in batches, off the caller's
+        path). Only for an endpoint whose namespace is ours and goes next: until its batch
+        runs, the peer keeps its name in the namespace."""
+        if defer and self._reaper is None and self._given[0] is None and self.prefix.isalnum():
+            self._reaper = LinkReaper(self.host_netns, prefix=self.prefix)
+        return Host(self.netlink, self.prefix, self.host_netns,
+                    self._reaper if defer else None)
+
+    def _owns_netns(self, path: object) -> bool:
+        """Whether ``path`` is a namespace :meth:`create_namespace` made."""
+        base = os.path.join(self.run_dir, "netns", self.prefix + "-")
+        return isinstance(path, str) and path.startswith(base) and \
+            "/" not in path[len(base):] and path[len(base):] not in ("", ".", "..")
 
     def _network(self, net: Doc) -> tuple[Driver, NetworkSpec]:
         if not isinstance(net, dict):
@@ -255,7 +272,13 @@ class DataPath:
             if nspec.id not in self._nets or self.netlink.link(nspec.bridge) is None:
                 self.ensure_network(net)
             host = self._host()
-            driver.attach(host, nspec, espec, netns_path, ifname)
+            try:
+                driver.attach(host, nspec, espec, netns_path, ifname)
+            except AlreadyExists:
+                if self._reaper is None:
+                    raise
+                self._reaper.flush()   # a peer of a deferred detach may still hold the name
+                driver.attach(host, nspec, espec, netns_path, ifname)
             try:
                 part = compiler.endpoint_part(self._nets[nspec.id], espec)
                 self._apply(part.add_lines(self.prefix))
@@ -277,8 +300,8 @@ class DataPath:
                 self._apply(part.delete_lines(self.prefix))
             self._eps.pop(espec.id, None)
             self._ep_parts.pop(espec.id, None)
-            self._ep_netns.pop(espec.id, None)
-            driver.detach(self._host(), nspec, espec)
+            path, _ifname = self._ep_netns.pop(espec.id, ("", ""))
+            driver.detach(self._host(defer=self._owns_netns(path)), nspec, espec)
 
     def update_endpoint(self, net: Doc, ep: Doc) -> None:
         """An attached endpoint's policies changed in place: rewrite its rules (one
@@ -442,6 +465,8 @@ class DataPath:
         """Remove everything with this prefix: tables, interfaces, netns files (tests, and
         ``silod --reset``)."""
         with self._lock:
+            if self._reaper is not None:
+                self._reaper.flush()
             self.rebuild([], [], [])
             self.nft.apply(compiler.delete_script(self.prefix))
             self._ready = False
@@ -457,9 +482,7 @@ class DataPath:
     def delete_namespace(self, path: str) -> None:
         """Unbind and remove a namespace made by :meth:`create_namespace`. Idempotent. A path
         outside ``<run_dir>/netns/<prefix>-*`` is refused: it is not ours to remove."""
-        base = os.path.join(self.run_dir, "netns", self.prefix + "-")
-        if not isinstance(path, str) or not path.startswith(base) or "/" in path[len(base):] \
-                or path[len(base):] in ("", ".", ".."):
+        if not self._owns_netns(path):
             raise invalid("NetnsPath", f"{path!r} is not a namespace this data path made")
         netns.ensure_deleted(path)
 

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from silo.errors import AlreadyExists, InvalidState, NotFound, invalid
 from silo.kernel import netns
+from silo.kernel.linkreaper import LinkReaper
 from silo.kernel.netlink import Netlink
 from silo.network.rules.model import EndpointSpec, NetworkSpec, Traits
 from silo.network.rules.policy import Addr, Net
@@ -37,6 +38,19 @@ class Host:
     netlink: Netlink
     prefix: str
     netns: str | None = None
+    # deletes host veths in batches off the caller's path (a link deletion waits ~17 ms in
+    # the kernel for an RCU grace period); None: delete them here and now
+    reaper: LinkReaper | None = None
+
+    def remove_link(self, name: str) -> None:
+        """``name`` is gone from service now (idempotent); deleted at once or by the reaper."""
+        if self.reaper is None:
+            self.netlink.ensure_link_deleted(name)
+            return
+        try:
+            self.reaper.retire(self.netlink, name)
+        except NotFound:
+            pass
 
     def sysctl(self, key: str, value: str | int) -> None:
         if self.netns is None:
@@ -216,7 +230,7 @@ class BridgeDriver:
 
     def detach(self, host: Host, net: NetworkSpec, ep: EndpointSpec) -> None:
         self.unplug(host, net, ep)
-        host.netlink.ensure_link_deleted(ep.host_veth)
+        host.remove_link(ep.host_veth)
 
     def unplug(self, host: Host, net: NetworkSpec, ep: EndpointSpec) -> None:
         """Undo :meth:`plug` (idempotent)."""
