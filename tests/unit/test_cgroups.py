@@ -1229,3 +1229,20 @@ def _no_detect_leak() -> Iterator[None]:
     yield
     cgroups._detected.clear()
     cgroups._detected.update(before)
+
+
+def test_move_to_roots_writes_the_pid_to_each_hierarchy_root_it_owns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Roots of v1 controllers and of cgroup2 get the pid; a mount of a sub-cgroup (a bind
+    of a non-root) is no root to move to and is left alone."""
+    for d in ("pids", "cpu", "unified"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "cgroup.procs").write_text("")
+    layout = cgroups.Layout("hybrid", {"pids": str(tmp_path / "pids"),
+                                       "cpu": str(tmp_path / "cpu")},
+                            str(tmp_path / "unified"), roots={"cpu": "/sub"})
+    monkeypatch.setattr(cgroups, "detect", lambda: layout)
+    cgroups.move_to_roots(4242)
+    assert (tmp_path / "pids" / "cgroup.procs").read_text() == "4242"
+    assert (tmp_path / "unified" / "cgroup.procs").read_text() == "4242"
+    assert (tmp_path / "cpu" / "cgroup.procs").read_text() == ""

@@ -344,3 +344,10 @@ def test_a_child_alive_then_zombie_then_reaped(tmp_path: Path) -> None:
     assert not proc.is_alive(pid, before)
     after = proc.start_time(pid)  # the pid may already be someone else's
     assert after is None or after != before
+
+
+def test_identity_is_the_same_for_two_processes_sharing_everything() -> None:
+    assert proc.identity("self") == proc.identity(os.getpid())
+    assert len(proc.identity()) == len(proc.NAMESPACES) + 1
+    with pytest.raises(OSError):
+        proc.identity(2**22 + 7)   # above pid_max: no such process

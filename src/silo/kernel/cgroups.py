@@ -244,6 +244,22 @@ def parse_mountinfo(text: str) -> Layout:
 _detected: dict[str, Layout] = {}
 
 
+def move_to_roots(pid: int | str = "self") -> None:
+    """Move a process to the root of every mounted hierarchy (best effort: a hierarchy that
+    refuses is skipped). For a process that outlives the one that started it and must not keep
+    that one's cgroups from being removed."""
+    layout = detect()
+    mounts = {m for c, m in layout.v1.items() if c not in layout.roots}
+    if layout.v2 is not None and "" not in layout.roots:
+        mounts.add(layout.v2)
+    me = str(os.getpid() if pid == "self" else pid)
+    for mount in sorted(mounts):
+        try:
+            _write_file(os.path.join(mount, "cgroup.procs"), me)
+        except OSError:
+            pass
+
+
 def detect(mountinfo: str = "/proc/self/mountinfo") -> Layout:
     """The calling process's cgroup layout, parsed once per process (per mountinfo path)."""
     layout = _detected.get(mountinfo)

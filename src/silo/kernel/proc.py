@@ -1,4 +1,5 @@
-"""Processes seen through /proc: liveness with pid-reuse protection, start times, rlimits."""
+"""Processes seen through /proc: liveness with pid-reuse protection, start times, rlimits,
+the namespaces and root a process lives in."""
 
 from __future__ import annotations
 
@@ -13,6 +14,16 @@ RLIMITS = {
     "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
 }
 RLIM_INFINITY = 0xFFFFFFFFFFFFFFFF
+NAMESPACES = ("mnt", "pid", "net", "ipc", "uts", "cgroup", "user")
+
+
+def identity(pid: int | str = "self") -> tuple[object, ...]:
+    """The namespaces and root directory of a process: equal for two processes that see the
+    same mounts, pids, network, ... and the same ``/``. OSError if the process is gone."""
+    ids: list[object] = [os.readlink(f"/proc/{pid}/ns/{ns}") for ns in NAMESPACES]
+    st = os.stat(f"/proc/{pid}/root")
+    ids.append((st.st_dev, st.st_ino))
+    return tuple(ids)
 
 
 def start_time(pid: int) -> int | None:

@@ -32,6 +32,8 @@ import socket
 import struct
 import sys
 
+from silo.kernel import cgroups, proc
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,7 +44,6 @@ SPARES = 2                        # forked children waiting for a request
 VERBS = ("start", "state", "kill", "delete", "list", "ps", "pause", "resume", "update",
          "features")              # keep in step with ZYGOTE_VERBS in launcher.c
 _MAX_MSG = 1 << 20
-_NS = ("mnt", "pid", "net", "ipc", "uts", "cgroup", "user")
 _INT = struct.Struct("=i")
 
 
@@ -86,15 +87,6 @@ def encode(cwd: str, umask: int, argv: list[str], env: dict[str, str]) -> bytes:
 
 
 # -- the zygote ------------------------------------------------------------------------------
-
-def _identity(pid: int | str) -> tuple[object, ...]:
-    """The namespaces and root directory of a process: what must match for the child to act
-    for the caller as a fresh process of its own would."""
-    ids: list[object] = [os.readlink(f"/proc/{pid}/ns/{ns}") for ns in _NS]
-    st = os.stat(f"/proc/{pid}/root")
-    ids.append((st.st_dev, st.st_ino))
-    return tuple(ids)
-
 
 def _sources() -> dict[str, float]:
     """mtime of every loaded silo module's file (a change makes the zygote stale)."""
@@ -172,13 +164,14 @@ def serve(sock_path: str) -> None:
 
     from silo.runtime import main as runtime_main
 
-    _leave_callers_cgroups()
+    # it outlives the call that started it: that caller's cgroups must stay removable
+    cgroups.move_to_roots()
     _import_all()
     warm_root = sock_path + ".warm"         # an empty state root, only ever read
     os.makedirs(warm_root, mode=0o700, exist_ok=True)
     _warm(runtime_main.main, warm_root, VERBS)
     sources = _sources()
-    me = _identity("self")
+    me = proc.identity("self")
     gc.collect()
     gc.freeze()                             # children leave the warm heap untouched by GC
 
@@ -240,27 +233,6 @@ def serve(sock_path: str) -> None:
             pass
         listener.close()
         os.close(lock)
-
-
-def _leave_callers_cgroups() -> None:
-    """Move to the root of every cgroup hierarchy: the zygote outlives the call that started
-    it, and must not keep that caller's cgroup (a shim's, a test's) from being removed."""
-    me = str(os.getpid()).encode()
-    with open("/proc/self/mountinfo") as f:
-        mounts = [line.split() for line in f]
-    for fields in mounts:
-        sep = fields.index("-")
-        if fields[sep + 1] in ("cgroup", "cgroup2") and fields[3] == "/":
-            try:
-                fd = os.open(os.path.join(fields[4], "cgroup.procs"), os.O_WRONLY)
-            except OSError:
-                continue
-            try:
-                os.write(fd, me)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:
@@ -374,7 +346,7 @@ def _refusal(conn: socket.socket, me: tuple[object, ...], sources: dict[str, flo
     if uid != os.getuid():
         return "user"
     try:
-        if _identity(pid) != me:
+        if proc.identity(pid) != me:
             return "namespaces"
     except OSError:
         return "namespaces"
