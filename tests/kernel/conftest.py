@@ -296,14 +296,20 @@ class Bundle:
                 pass
         for cid in self.ids:
             for d in cgroup_dirs_named(cid):
-                for top, dirs, _ in os.walk(d, topdown=False):
-                    for sub in dirs:
-                        _rmdir_retry(os.path.join(top, sub))
-                _rmdir_retry(d)
+                remove_cgroup_tree(d)
         for m in sorted(mounts_below(self.path), key=len, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
         self.mounted = False
         subprocess.run(["rm", "-rf", "--one-file-system", str(self.tmp)], capture_output=True)
+
+
+def remove_cgroup_tree(d: str) -> None:
+    """Remove a cgroup directory and every one below it, deepest first (each retried while
+    its last task is still on its way out)."""
+    for top, dirs, _ in os.walk(d, topdown=False):
+        for sub in dirs:
+            _rmdir_retry(os.path.join(top, sub))
+    _rmdir_retry(d)
 
 
 def _rmdir_retry(path: str) -> None:

@@ -31,6 +31,7 @@ from tests.kernel.conftest import (
     cgroup_dirs_named,
     mounts_below,
     processes_mentioning,
+    remove_cgroup_tree,
     wait_for,
 )
 
@@ -118,22 +119,8 @@ class Env:
         for m in sorted(mounts_below(self.tmp), key=len, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
         for d in cgroup_dirs_named(self.cgroup_name):
-            for top, dirs, _ in os.walk(d, topdown=False):
-                for sub in dirs:
-                    _rmdir(os.path.join(top, sub))
-            _rmdir(d)
+            remove_cgroup_tree(d)
         subprocess.run(["rm", "-rf", "--one-file-system", str(self.tmp)], capture_output=True)
-
-
-def _rmdir(path: str) -> None:
-    for _ in range(100):
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.01)
 
 
 @pytest.fixture
