@@ -344,6 +344,7 @@ def test_a_deferred_detach_frees_the_name_at_once_and_a_reattach_waits_for_the_r
         ep = lab.endpoint(net, 2)
         veth = ep.doc["Linux"]["HostInterface"]
         lab.dp.detach(net, ep.doc)
+        assert lab.dp._reaper is not None                      # the deferred path it took
         with Netlink(lab.host) as nl:
             assert nl.link(veth) is None                       # out of service now
         again = lab.dp.attach(net, ep.doc, ep.path)            # eth0 may still be the old peer
