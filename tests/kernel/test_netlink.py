@@ -393,3 +393,29 @@ def test_a_refused_veth_leaves_neither_end(netns_factory: Callable[[], str]) -> 
         with pytest.raises(NotFound):
             na.add_vxlan("vx0", vni=7, dev="absent0")
         assert [x.name for x in na.links()] == ["lo"]
+
+
+def test_no_link_local_and_no_multicast_snooping(netns_factory: Callable[[], str]) -> None:
+    """``link_local6=False`` before the first ``up`` leaves a link without an IPv6
+    link-local address (the default makes one); ``mcast_snooping`` is set at creation and
+    changed on an existing bridge."""
+    a, b = netns_factory(), netns_factory()
+    with Netlink(a) as na, Netlink(b) as nb:
+        na.add_bridge("br0", mcast_snooping=False)
+        na.add_bridge("br1")
+        na.add_veth("h0", "eth0", peer_netns=b)
+        na.add_veth("h1", "eth1", peer_netns=b)
+        na.set_link("h0", master="br0", up=True, link_local6=False)
+        na.set_link("h1", master="br0", up=True)
+        nb.set_link("eth0", link_local6=False)
+        nb.set_link("eth0", up=True)
+        nb.set_link("eth1", up=True)
+        with pytest.raises(InvalidArgument):
+            na.set_bridge("br1", mcast_snooping="no")  # type: ignore[arg-type]
+        na.set_bridge("br1", mcast_snooping=False)
+    assert "fe80::" not in ip_in(b, "-6", "addr", "show", "eth0")
+    assert "fe80::" in ip_in(b, "-6", "addr", "show", "eth1")
+    assert "fe80::" not in ip_in(a, "-6", "addr", "show", "h0")
+    assert "fe80::" in ip_in(a, "-6", "addr", "show", "h1")
+    for bridge in ("br0", "br1"):
+        assert "mcast_snooping 0" in ip_in(a, "-d", "link", "show", bridge)

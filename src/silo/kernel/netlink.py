@@ -112,6 +112,18 @@ def check_ifname(name: object, field: str = "name", op: str = "") -> str:
     return name
 
 
+_HAS_IPV6 = os.path.isdir("/proc/sys/net/ipv6")
+
+
+def _bridge_data(op: str, mcast_snooping: bool | None) -> bytes:
+    if mcast_snooping is None:
+        return b""
+    if not isinstance(mcast_snooping, bool):
+        raise invalid("mcast_snooping", f"must be true or false, got {mcast_snooping!r}",
+                      op=op)
+    return r.attr_u8(r.IFLA_BR_MCAST_SNOOPING, int(mcast_snooping))
+
+
 def _mac(mac: str, field: str, op: str) -> bytes:
     raw = r.parse_mac(mac) if isinstance(mac, str) else None
     if raw is None:
@@ -375,8 +387,21 @@ class Netlink:
         self._do(r.RTM_NEWLINK, r.ifinfomsg() + b"".join(attrs) + extra, op=op, obj=name,
                  create=True)
 
-    def add_bridge(self, name: str, *, mtu: int | None = None, mac: str | None = None) -> None:
-        self._new_link(name, "bridge", "netlink::add_bridge", mtu=mtu, mac=mac)
+    def add_bridge(self, name: str, *, mtu: int | None = None, mac: str | None = None,
+                   mcast_snooping: bool | None = None) -> None:
+        """``mcast_snooping`` False: multicast goes to every port, and adding a port does not
+        rescan every other port's multicast state (the kernel's default is on)."""
+        self._new_link(name, "bridge", "netlink::add_bridge", mtu=mtu, mac=mac,
+                       data=_bridge_data("netlink::add_bridge", mcast_snooping))
+
+    def set_bridge(self, name: str, *, mcast_snooping: bool | None = None) -> None:
+        """Options of an existing bridge (see :meth:`add_bridge`)."""
+        op = "netlink::set_bridge"
+        check_ifname(name, op=op)
+        info = r.nested(r.IFLA_LINKINFO, r.attr_str(r.IFLA_INFO_KIND, "bridge"),
+                        r.attr(r.IFLA_INFO_DATA, _bridge_data(op, mcast_snooping)))
+        self._do(r.RTM_NEWLINK, r.ifinfomsg() + r.attr_str(r.IFLA_IFNAME, name) + info,
+                 op=op, obj=name)
 
     def add_veth(self, name: str, peer: str, *, peer_netns: str | int | None = None,
                  mtu: int | None = None, mac: str | None = None,
@@ -430,14 +455,23 @@ class Netlink:
     def set_link(self, name: str, *, up: bool | None = None,
                  master: str | Literal[False] | None = None, mtu: int | None = None,
                  mac: str | None = None, netns: str | int | None = None,
-                 rename: str | None = None, group: int | None = None) -> None:
+                 rename: str | None = None, group: int | None = None,
+                 link_local6: bool | None = None) -> None:
         """Change what is given: ``up``; ``master`` a bridge name, or False to leave it;
         ``mtu``; ``mac``; ``netns`` (path or fd: the link moves there, and the other changes
-        apply to it there); ``rename``; ``group`` (device group, see :meth:`delete_group`).
-        One message, so the kernel applies it whole or not."""
+        apply to it there); ``rename``; ``group`` (device group, see :meth:`delete_group`);
+        ``link_local6`` False: no IPv6 link-local address (nor its duplicate detection,
+        listener reports and router solicitations) when it goes up; the kernel applies ``up``
+        first, so a link that should never have one gets this in a message before its first
+        ``up``. Ignored on a kernel without IPv6. One message, so the kernel applies it
+        whole or not."""
         op = "netlink::set_link"
         check_ifname(name, op=op)
         attrs = []
+        if link_local6 is not None and _HAS_IPV6:
+            mode = r.IN6_ADDR_GEN_MODE_EUI64 if link_local6 else r.IN6_ADDR_GEN_MODE_NONE
+            attrs.append(r.nested(r.IFLA_AF_SPEC, r.nested(
+                r.AF_INET6, r.attr_u8(r.IFLA_INET6_ADDR_GEN_MODE, mode))))
         if group is not None:
             attrs.append(r.attr_u32(r.IFLA_GROUP, _u32(group, "group", op)))
         if mtu is not None:

@@ -131,9 +131,13 @@ class BridgeDriver:
     def ensure_network(self, host: Host, net: NetworkSpec) -> dict[str, object]:
         nl = host.netlink
         with undo_on_error() as undo:
+            # Multicast snooping off: with it, each new port rescans every port's multicast
+            # state (an attach grows with the port count); no querier runs here anyway.
             if nl.link(net.bridge) is None:
-                nl.add_bridge(net.bridge)
+                nl.add_bridge(net.bridge, mcast_snooping=False)
                 undo.push(lambda: nl.ensure_link_deleted(net.bridge))
+            else:
+                nl.set_bridge(net.bridge, mcast_snooping=False)
             self.setup_bridge(host, net, undo)
             nl.set_link(net.bridge, up=True)
         return {"Bridge": net.bridge, "Gateways": [str(g) for g in net.gateways]}
@@ -202,8 +206,14 @@ class BridgeDriver:
             nl.add_veth(ep.host_veth, ifname, peer_netns=netns_path, mtu=mtu,
                         peer_mac=ep.mac)
             undo.push(lambda: nl.ensure_link_deleted(ep.host_veth))
-            nl.set_link(ep.host_veth, master=net.bridge, up=True)
+            # No IPv6 link-local on the host end (a bridge port needs none), nor on an
+            # IPv4-only container: each one's duplicate detection, listener reports and
+            # router solicitations are multicast the bridge floods to every port, work for
+            # every namespace on the bridge that grows with the count of endpoints.
+            nl.set_link(ep.host_veth, master=net.bridge, up=True, link_local6=False)
             with Netlink(netns_path) as inner:
+                if not ep.v6():
+                    inner.set_link(ifname, link_local6=False)
                 inner.set_link(ifname, up=True)
                 for a, plen in ep.addresses:
                     inner.add_address(ifname, f"{a}/{plen}")
