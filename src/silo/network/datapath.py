@@ -5,11 +5,11 @@ It takes normalised HNS v2 dicts (network, endpoint, namespace) and owns nothing
 every Linux fact it makes is returned to the caller to keep (``Linux`` keys) and can be
 recreated from the documents by :meth:`DataPath.rebuild`.
 
-Each network type is one driver (``network/drivers/``); policies compile into the table
-``inet <prefix>`` (+ ``bridge <prefix>`` for port anti-spoofing) in VFP-like layers
-(``network/rules/``), applied as one atomic nft transaction per change. What it applied is
-remembered per object (its *part*), so an endpoint's change deletes exactly its old part and
-adds its new one, whatever the number of other endpoints.
+Each network type is one driver (``network/drivers/``); policies compile into the tables
+``inet <prefix>`` and ``netdev <prefix>`` (the PORT layer: an ingress chain per host veth)
+in VFP-like layers (``network/rules/``), applied as one atomic nft transaction per change.
+What it applied is remembered per object (its *part*), so an endpoint's change deletes
+exactly its old part and adds its new one, whatever the number of other endpoints.
 
 Host-wide settings it turns on (and never back off, other users may rely on them):
 ``net.ipv4.ip_forward``, ``net.bridge.bridge-nf-call-iptables`` and ``-ip6tables`` (bridged
@@ -57,10 +57,14 @@ class DataPath:
 
     def __init__(self, *, prefix: str = "silo", run_dir: str = "/run/silo",
                  netlink: Netlink | None = None, nft: Nft | None = None,
-                 host_netns: str | None = None) -> None:
+                 host_netns: str | None = None, fast_path: bool = True) -> None:
         """``host_netns``: the network namespace that plays the host (a path; None: the
-        caller's). The tests and the benchmark run a whole host inside one."""
+        caller's). The tests and the benchmark run a whole host inside one. ``fast_path``:
+        frames between endpoints without ACLs go straight from one host veth to the other
+        (see ``rules/compiler.py``, PORT layer); off, every frame crosses the bridge and
+        conntrack."""
         self.prefix = names.check_prefix(prefix)
+        self.fast_path = fast_path
         self.host_netns = host_netns
         self.run_dir = run_dir.rstrip("/") or "/"
         self._netlink = netlink
@@ -73,6 +77,8 @@ class DataPath:
         self._eps: dict[str, EndpointSpec] = {}
         self._ep_parts: dict[str, Part] = {}
         self._ep_netns: dict[str, tuple[str, str]] = {}   # id -> (netns path, ifname)
+        # (v6, protocol, host port) -> the attached endpoints' mappings of it, by endpoint id
+        self._mapped: dict[tuple[bool, int, int], dict[str, list[PortMapping]]] = {}
         self._ready = False
         self._v6 = False
 
@@ -128,7 +134,9 @@ class DataPath:
         if not isinstance(net, dict):
             raise invalid("network", "must be a HostComputeNetwork document")
         driver = driver_for(net.get("Type"))
-        return driver, network_spec(net, self.prefix, driver.traits)
+        spec = network_spec(net, self.prefix, driver.traits)
+        spec.fast_path = self.fast_path
+        return driver, spec
 
     def _sysctls(self, v6: bool) -> None:
         host = self._host()
@@ -231,8 +239,9 @@ class DataPath:
                 raise invalid(f"Policies[{pm.index}]",
                               f"a port mapping over IPv{6 if pm.v6 else 4} needs an "
                               "endpoint address of that version")
-            clash = [(other, oid) for oid, o in self._eps.items() if oid != ep.id
-                     for other in o.policies.port_mappings]
+            holders = self._mapped.get((pm.v6, pm.protocol, pm.external), {})
+            clash = [(other, oid) for oid, theirs in holders.items() if oid != ep.id
+                     for other in theirs]
             clash += [(other, ep.id) for other in mine]
             for other, oid in clash:
                 if (other.v6, other.protocol, other.external) == \
@@ -245,6 +254,25 @@ class DataPath:
                         f"mapped to endpoint {oid}", op="hns::PortMapping", obj=ep.id,
                         field=f"Policies[{pm.index}].Settings.ExternalPort")
             mine.append(pm)
+
+    def _remember(self, ep: EndpointSpec, part: Part) -> None:
+        """An endpoint is attached with this part: its spec, part and host ports known."""
+        self._forget(ep.id)
+        self._eps[ep.id] = ep
+        self._ep_parts[ep.id] = part
+        for pm in ep.policies.port_mappings:
+            self._mapped.setdefault((pm.v6, pm.protocol, pm.external), {}) \
+                .setdefault(ep.id, []).append(pm)
+
+    def _forget(self, eid: str) -> None:
+        old = self._eps.pop(eid, None)
+        self._ep_parts.pop(eid, None)
+        for pm in old.policies.port_mappings if old else []:
+            key = (pm.v6, pm.protocol, pm.external)
+            holders = self._mapped.get(key, {})
+            holders.pop(eid, None)
+            if not holders:
+                self._mapped.pop(key, None)
 
     def _endpoint(self, net: Doc, ep: Doc) -> tuple[Driver, NetworkSpec, EndpointSpec]:
         if not isinstance(ep, dict):
@@ -280,14 +308,15 @@ class DataPath:
                 self._reaper.flush()   # a peer of a deferred detach may still hold the name
                 driver.attach(host, nspec, espec, netns_path, ifname)
             try:
+                link = self.netlink.link(espec.host_veth)
+                espec.host_index = link.index if link else 0
                 part = compiler.endpoint_part(self._nets[nspec.id], espec)
                 self._apply(part.add_lines(self.prefix))
             except BaseException:
                 with contextlib.suppress(SiloError):
                     driver.detach(host, nspec, espec)
                 raise
-            self._eps[espec.id] = espec
-            self._ep_parts[espec.id] = part
+            self._remember(espec, part)
             self._ep_netns[espec.id] = (netns_path, ifname)
             return {"HostInterface": espec.host_veth, "InterfaceName": ifname}
 
@@ -297,9 +326,13 @@ class DataPath:
             driver, nspec, espec = self._endpoint(net, ep)
             part = self._ep_parts.get(espec.id)
             if part is not None:
-                self._apply(part.delete_lines(self.prefix))
-            self._eps.pop(espec.id, None)
-            self._ep_parts.pop(espec.id, None)
+                try:
+                    self._apply(part.delete_lines(self.prefix))
+                except NotFound:
+                    # a kernel before 6.16 deleted the ingress chain with its device
+                    part.port_chains.clear()
+                    self._apply(part.delete_lines(self.prefix))
+            self._forget(espec.id)
             path, _ifname = self._ep_netns.pop(espec.id, ("", ""))
             driver.detach(self._host(defer=self._owns_netns(path)), nspec, espec)
 
@@ -317,10 +350,10 @@ class DataPath:
                 raise invalid("IpConfigurations", "an attached endpoint's addresses and MAC "
                               "cannot change; detach it first")
             self._check_mappings(espec)
+            espec.host_index = old.host_index
             part = compiler.endpoint_part(self._nets.get(nspec.id, nspec), espec)
             self._apply(compiler.replace_lines(self.prefix, self._ep_parts[espec.id], part))
-            self._eps[espec.id] = espec
-            self._ep_parts[espec.id] = part
+            self._remember(espec, part)
             path, ifname = self._ep_netns[espec.id]
             self._update_routes(path, ifname, old, espec)
 
@@ -426,6 +459,7 @@ class DataPath:
             self._net_parts.clear()
             self._eps.clear()
             self._ep_parts.clear()
+            self._mapped.clear()
             self._ep_netns.clear()
             self._sysctls(any(sub.version == 6 for _d, spec, _n in specs.values()
                               for sub in spec.subnets))
@@ -446,7 +480,8 @@ class DataPath:
                 driver, nspec, _doc = specs[espec.network_id]
                 if nspec.id not in self._nets:
                     continue
-                if self.netlink.link(espec.host_veth) is None:
+                veth = self.netlink.link(espec.host_veth)
+                if veth is None:
                     with contextlib.suppress(SiloError):
                         _remove_in(path, ifname)
                     try:
@@ -455,8 +490,9 @@ class DataPath:
                         log.warning("rebuild: endpoint %s left out: %s", espec.id,
                                     err.describe())
                         continue
-                self._eps[espec.id] = espec
-                self._ep_parts[espec.id] = compiler.endpoint_part(nspec, espec)
+                    veth = self.netlink.link(espec.host_veth)
+                espec.host_index = veth.index if veth else 0
+                self._remember(espec, compiler.endpoint_part(nspec, espec))
                 self._ep_netns[espec.id] = (path, ifname)
             self.nft.apply(self._full_script())
             self._ready = True
