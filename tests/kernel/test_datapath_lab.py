@@ -153,7 +153,7 @@ class Lab:
             out += [f"link {ln.name}" for ln in nl.links() if ln.name.startswith(self.prefix)
                     and not ln.name.startswith(self.prefix + "u")]
         with Nft(self.host) as nft:
-            for fam in ("inet", "netdev", "bridge"):
+            for fam in ("inet", "bridge"):
                 if nft.table_exists(fam, self.prefix):
                     out.append(f"table {fam} {self.prefix}")
         ns_dir = os.path.join(self.tmp, "netns")

@@ -132,3 +132,15 @@ def test_the_network_prefix_flag_is_checked() -> None:
     assert e.value.field == "--network-prefix"
     assert daemon.build_config(daemon.parse_args(["--network-prefix", "t1"])).network_prefix \
         == "t1"
+
+
+def test_the_fast_path_is_on_unless_turned_off(tmp_path: Path) -> None:
+    assert daemon.build_config(daemon.parse_args([])).network_fast_path is True
+    config = daemon.build_config(daemon.parse_args(["--no-network-fast-path", "--data-dir",
+                                                    str(tmp_path)]))
+    assert config.network_fast_path is False
+    service = daemon._network_service(config)
+    try:
+        assert service.datapath.fast_path is False
+    finally:
+        service.close()

@@ -52,23 +52,13 @@ table inet silo {
 		masquerade
 	}
 }
-table netdev silo {
-	chain port_e0e1e2e3e4 {
-		type filter hook ingress device "siloe0e1e2e3e4" priority 0; policy accept;
-		ether saddr != 00:15:5d:01:02:03 drop
-		ether type { vlan, 0x88a8 } drop
-		ether type arp arp saddr ether != 00:15:5d:01:02:03 drop
-		ether type arp arp saddr ip != { 0.0.0.0, 10.1.2.5 } drop
-		ether type ip ip saddr 0.0.0.0 udp dport 67 accept
-		ether type ip ip saddr != 10.1.2.5 drop
-		ether type ip6 ip6 saddr { ::, fe80::/10 } accept
-		ether type ip6 drop
-	}
-}
 add element inet silo acl_in4 { 10.1.2.5 : jump acl_e0e1e2e3e4_in }
 add element inet silo snat4 { 10.1.2.5 : jump snat_e0e1e2e3e4 }
 create element inet silo pmany4 { tcp . 8080 : 10.1.2.5 . 80 }
 create element inet silo pmanyl4 { tcp . 8080 : 10.1.2.5 . 80 }
+add element bridge silo ports { "siloe0e1e2e3e4" }
+add element bridge silo mac_ok { "siloe0e1e2e3e4" . 00:15:5d:01:02:03 }
+add element bridge silo ok4 { "siloe0e1e2e3e4" . 00:15:5d:01:02:03 . 10.1.2.5 }
 """
 
 GOLDEN_EP_DELETE = """\
@@ -76,6 +66,9 @@ delete element inet silo acl_in4 { 10.1.2.5 }
 delete element inet silo snat4 { 10.1.2.5 }
 delete element inet silo pmany4 { tcp . 8080 }
 delete element inet silo pmanyl4 { tcp . 8080 }
+delete element bridge silo ports { "siloe0e1e2e3e4" }
+delete element bridge silo mac_ok { "siloe0e1e2e3e4" . 00:15:5d:01:02:03 }
+delete element bridge silo ok4 { "siloe0e1e2e3e4" . 00:15:5d:01:02:03 . 10.1.2.5 }
 flush chain inet silo acl_e0e1e2e3e4_in
 flush chain inet silo snat_e0e1e2e3e4
 delete chain inet silo acl_e0e1e2e3e4_in
@@ -83,7 +76,6 @@ delete chain inet silo snat_e0e1e2e3e4
 delete set inet silo acl_e0e1e2e3e4_in_0_4p
 delete set inet silo acl_e0e1e2e3e4_in_1_4p
 delete counter inet silo drop_e0e1e2e3e4_in
-delete chain netdev silo port_e0e1e2e3e4
 """
 
 GOLDEN_NET = """\
@@ -92,9 +84,6 @@ table inet silo {
 		oifname @bridges accept
 		masquerade
 	}
-}
-table netdev silo {
-	map fwd4_0a0b0c0d { type ether_addr . ipv4_addr : iface_index; }
 }
 add element inet silo bridges { "silobr0a0b0c0d" }
 add element inet silo same_net { "silobr0a0b0c0d" . "silobr0a0b0c0d" }
@@ -158,57 +147,40 @@ def test_endpoint_part_deletes_exactly_what_it_added() -> None:
 
 
 def test_only_endpoints_whose_rules_need_no_state_take_the_fast_path() -> None:
-    """An endpoint without ACLs (its own or its network's) forwards to its network's peers by
-    the network's map and is in it (once its host veth's index is known); an ACL in either
-    direction keeps it on the bridge and out of the map; QOS polices before the fast path;
-    ``fast_path`` off leaves no map and no fwd."""
+    """An endpoint without ACLs (its own or its network's) and without QOS is on the fast path
+    (its flows with its like skip conntrack): as a source with its subnet, as a destination
+    over the protocols the default inbound filter passes. An ACL in either direction, a
+    network ACL, a QOS policy, or ``fast_path`` off keep it tracked; an OutBoundNAT does not
+    (it never applies inside the subnet). Anti-spoofing is there either way."""
     net, _ = specs()
 
-    def port(*policies: dict[str, Any], index: int = 9) -> tuple[list[str], list[str]]:
+    def fast(*policies: dict[str, Any]) -> list[str]:
         ep = model.endpoint_spec(with_policies(*policies), "silo")
-        ep.host_index = index
         part = compiler.endpoint_part(net, ep)
-        (_name, device, rules), = part.port_chains
-        assert device == "siloe0e1e2e3e4"
-        return rules, [value for fam, name, value, _ in part.elements if fam == "netdev"]
+        assert ("bridge", "ok4", '"siloe0e1e2e3e4" . 00:15:5d:01:02:03 . 10.1.2.5', False) \
+            in part.elements
+        return [f"{name}: {value}" for fam, name, value, _ in part.elements
+                if name in ("fast4", "peer4")]
 
-    fwd = ("ether type ip ip saddr 10.1.2.5 meta l4proto { tcp, udp, icmp, igmp } "
-           "fwd to ether daddr . ip daddr map @fwd4_0a0b0c0d")
-    rules, elements = port()
-    assert rules.index(fwd) == 2 and elements == ["00:15:5d:01:02:03 . 10.1.2.5 : 9"]
-    assert port(index=0) == (rules, [])
-    rules, elements = port({"Type": "OutBoundNAT", "Settings": {}})
-    assert fwd in rules and elements
-    rules, elements = port({"Type": "QOS", "Settings": {"MaximumOutgoingBandwidthInBytes": 10**6}})
-    assert rules[0].startswith("meta protocol { ip, ip6 } limit rate over 1000000 bytes/second")
-    assert rules.index(fwd) == 3 and elements
-    for direction in ("In", "Out"):
-        rules, elements = port(acl(Action="Allow", Direction=direction, Priority=1))
-        assert not any("fwd" in r for r in rules) and elements == []
+    on = ['fast4: "siloe0e1e2e3e4" . 00:15:5d:01:02:03 . 10.1.2.5 . 10.1.2.0/24',
+          "peer4: 10.1.2.5 . tcp, 10.1.2.5 . udp, 10.1.2.5 . icmp, 10.1.2.5 . igmp"]
+    assert fast() == on
+    assert fast({"Type": "OutBoundNAT", "Settings": {}}) == on
+    assert fast({"Type": "QOS", "Settings": {"MaximumOutgoingBandwidthInBytes": 10**6}}) == []
+    assert fast(acl(Action="Block", Direction="Out", Priority=1)) == []
+    assert fast(acl(Action="Allow", Direction="In", Priority=1)) == []
     net.policies = network_policies({"Policies": [{"Type": "NetworkACL", "Settings": {
         "Action": "Block", "Direction": "In", "Priority": 1, "Protocols": "6"}}]})
-    rules, elements = port()
-    assert not any("fwd" in r for r in rules) and elements == []
+    assert fast() == []
     net.policies = network_policies({"Policies": []})
     net.fast_path = False
-    rules, elements = port()
-    assert not any("fwd" in r for r in rules) and elements == []
-    assert compiler.network_part(net).port_maps == []
-    assert "ether saddr != 00:15:5d:01:02:03 drop" in rules       # anti-spoofing stays
+    assert fast() == []
     plain = model.endpoint_spec(with_policies(), "silo")
     assert "fast path" not in render.render([net], [plain])
     net.fast_path = True
     assert "fast path" in render.render([net], [plain])
     assert "fast path" not in render.render([net], [specs()[1]])
-
-
-def test_an_endpoint_without_addresses_sends_no_ip_at_all() -> None:
-    net, _ = specs()
-    ep = model.endpoint_spec({**with_policies(), "IpConfigurations": []}, "silo")
-    (_name, _device, rules), = compiler.endpoint_part(net, ep).port_chains
-    assert "ether type ip drop" in rules and "ether type ip6 drop" in rules
-    assert "ether type arp arp saddr ip != 0.0.0.0 drop" in rules
-    assert not any("fwd" in r for r in rules)
+    assert "notrack" in compiler.SKELETON_BRIDGE and "notrack" not in compiler.SKELETON_INET
 
 
 def test_network_part_golden() -> None:
@@ -221,14 +193,12 @@ def test_render_golden() -> None:
     assert render.render([net], [ep]) == GOLDEN_RENDER
 
 
-def test_full_script_replaces_the_tables_then_adds_every_part() -> None:
+def test_full_script_replaces_both_tables_then_adds_every_part() -> None:
     net, ep = specs()
     text = compiler.full_script("silo", [net], [ep])
     lines = text.splitlines()
-    assert lines[:6] == ["add table inet silo", "delete table inet silo",
-                         "add table netdev silo", "delete table netdev silo",
+    assert lines[:4] == ["add table inet silo", "delete table inet silo",
                          "add table bridge silo", "delete table bridge silo"]
-    assert text.count("table netdev silo {") == 1 and "\tchain port_e0e1e2e3e4 {" in text
     # every object in the one block (see Part.add_lines), then the elements
     assert "\tchain masq_0a0b0c0d {" in text and "\tchain acl_e0e1e2e3e4_in {" in text
     assert text.count("table inet silo {") == 1

@@ -6,8 +6,8 @@ every Linux fact it makes is returned to the caller to keep (``Linux`` keys) and
 recreated from the documents by :meth:`DataPath.rebuild`.
 
 Each network type is one driver (``network/drivers/``); policies compile into the tables
-``inet <prefix>`` and ``netdev <prefix>`` (the PORT layer: an ingress chain per host veth)
-in VFP-like layers (``network/rules/``), applied as one atomic nft transaction per change.
+``inet <prefix>`` and ``bridge <prefix>`` (the PORT layer: anti-spoofing, the fast path) in
+VFP-like layers (``network/rules/``), applied as one atomic nft transaction per change.
 What it applied is remembered per object (its *part*), so an endpoint's change deletes
 exactly its old part and adds its new one, whatever the number of other endpoints.
 
@@ -60,9 +60,8 @@ class DataPath:
                  host_netns: str | None = None, fast_path: bool = True) -> None:
         """``host_netns``: the network namespace that plays the host (a path; None: the
         caller's). The tests and the benchmark run a whole host inside one. ``fast_path``:
-        frames between endpoints without ACLs go straight from one host veth to the other
-        (see ``rules/compiler.py``, PORT layer); off, every frame crosses the bridge and
-        conntrack."""
+        flows between endpoints of one subnet without ACLs or QOS are not tracked (see
+        ``rules/compiler.py``, PORT layer); off, every flow is."""
         self.prefix = names.check_prefix(prefix)
         self.fast_path = fast_path
         self.host_netns = host_netns
@@ -308,8 +307,6 @@ class DataPath:
                 self._reaper.flush()   # a peer of a deferred detach may still hold the name
                 driver.attach(host, nspec, espec, netns_path, ifname)
             try:
-                link = self.netlink.link(espec.host_veth)
-                espec.host_index = link.index if link else 0
                 part = compiler.endpoint_part(self._nets[nspec.id], espec)
                 self._apply(part.add_lines(self.prefix))
             except BaseException:
@@ -326,12 +323,7 @@ class DataPath:
             driver, nspec, espec = self._endpoint(net, ep)
             part = self._ep_parts.get(espec.id)
             if part is not None:
-                try:
-                    self._apply(part.delete_lines(self.prefix))
-                except NotFound:
-                    # a kernel before 6.16 deleted the ingress chain with its device
-                    part.port_chains.clear()
-                    self._apply(part.delete_lines(self.prefix))
+                self._apply(part.delete_lines(self.prefix))
             self._forget(espec.id)
             path, _ifname = self._ep_netns.pop(espec.id, ("", ""))
             driver.detach(self._host(defer=self._owns_netns(path)), nspec, espec)
@@ -350,7 +342,6 @@ class DataPath:
                 raise invalid("IpConfigurations", "an attached endpoint's addresses and MAC "
                               "cannot change; detach it first")
             self._check_mappings(espec)
-            espec.host_index = old.host_index
             part = compiler.endpoint_part(self._nets.get(nspec.id, nspec), espec)
             self._apply(compiler.replace_lines(self.prefix, self._ep_parts[espec.id], part))
             self._remember(espec, part)
@@ -480,8 +471,7 @@ class DataPath:
                 driver, nspec, _doc = specs[espec.network_id]
                 if nspec.id not in self._nets:
                     continue
-                veth = self.netlink.link(espec.host_veth)
-                if veth is None:
+                if self.netlink.link(espec.host_veth) is None:
                     with contextlib.suppress(SiloError):
                         _remove_in(path, ifname)
                     try:
@@ -490,8 +480,6 @@ class DataPath:
                         log.warning("rebuild: endpoint %s left out: %s", espec.id,
                                     err.describe())
                         continue
-                    veth = self.netlink.link(espec.host_veth)
-                espec.host_index = veth.index if veth else 0
                 self._remember(espec, compiler.endpoint_part(nspec, espec))
                 self._ep_netns[espec.id] = (path, ifname)
             self.nft.apply(self._full_script())

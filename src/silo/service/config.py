@@ -29,6 +29,7 @@ class DaemonConfig:
     stop_timeout: int = 10                   # seconds between the stop signal and SIGKILL
     cgroup_parent: str = "/silo"             # containers go to <cgroup_parent>/<id>
     network_prefix: str = "silo"             # names of the network's interfaces, netns, tables
+    network_fast_path: bool = True           # flows between ACL-less endpoints untracked
 
     def __post_init__(self) -> None:
         if not self.socket:

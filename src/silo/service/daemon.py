@@ -64,7 +64,8 @@ def _network_service(config: DaemonConfig) -> Any:
     from silo.service.netstore import SQLiteNetworkStore
 
     return HostNetworkService(SQLiteNetworkStore(config.db_path),
-                              DataPath(prefix=config.network_prefix, run_dir=config.run_dir))
+                              DataPath(prefix=config.network_prefix, run_dir=config.run_dir,
+                                       fast_path=config.network_fast_path))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -86,6 +87,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--network-prefix", default=defaults.network_prefix,
                    help="starts the name of every interface, netns and nft table of the "
                         "network service (default %(default)s)")
+    p.add_argument("--no-network-fast-path", dest="network_fast_path", action="store_false",
+                   help="track every flow between containers (needed when another "
+                        "service DNATs traffic between two containers of one network, e.g. "
+                        "kube-proxy in iptables mode)")
     p.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     p.add_argument("--foreground", action="store_true",
                    help="stay attached to the terminal instead of detaching once serving")
@@ -118,6 +123,7 @@ def build_config(args: argparse.Namespace) -> DaemonConfig:
         "listen_tcp": listen,
         "cgroup_parent": args.cgroup_parent,
         "network_prefix": args.network_prefix,
+        "network_fast_path": args.network_fast_path,
     }
     if args.runtime:
         fields["runtime"] = args.runtime

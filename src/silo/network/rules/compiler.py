@@ -4,18 +4,19 @@ The table ``inet <prefix>`` has a fixed skeleton (its base chains and the maps t
 one *part* per network and per endpoint: that object's own chains and sets, and its elements
 in the skeleton's maps. Adding or removing an endpoint is the add or delete of its part, a small
 transaction whatever the number of endpoints; a rebuild writes the skeleton and every part at
-once. ``netdev <prefix>`` holds one ingress chain per endpoint, on its host veth: the PORT
-layer, met by every frame the container sends before the bridge sees it.
+once. ``bridge <prefix>`` holds the PORT layer.
 
 Layers, in the order a packet meets them:
 
-- ``PORT`` (``netdev <prefix>``, ingress of the endpoint's host veth): its QOS policy (its
-  outgoing bytes policed by a ``limit``, out of reach of the container, whatever capabilities
-  it holds); anti-spoofing (source MAC, ARP sender and IP source must be the endpoint's; no
-  VLAN tags); and the fast path: a frame from an endpoint whose rules need no state (no ACL of
-  its own or of its network) to such an endpoint of its network, by that endpoint's MAC and
-  address, is forwarded straight to its host veth (``fwd``, a per-network map). Bridge,
-  br_netfilter and conntrack are skipped; everything else continues to the bridge.
+- ``PORT`` (``bridge <prefix>``, bridge prerouting, before br_netfilter hands a frame to the
+  inet hooks): anti-spoofing, in one lookup for a valid IP frame (port name . source MAC .
+  source IP), and the fast path: a frame from an endpoint whose rules need no state (no ACL
+  of its own or of its network, no QOS) to such an endpoint of its subnet, over a protocol
+  the default inbound filter passes, is not tracked (``notrack``; one interval lookup that
+  also checks the source, one for the destination) and the forward layers accept it at once.
+  Anything else (the host, a published port, another network, an endpoint with ACLs) stays
+  tracked. Then the slow checks: MAC of the port, ARP sender, DHCP discovery, IPv6
+  link-local, VLAN tags.
 
 - ``NAT`` (nat prerouting/output): port mappings, as elements of DNAT maps keyed on
   VIP·protocol·port (``pm4``/``pm6``) or protocol·port for every host address
@@ -27,6 +28,9 @@ Layers, in the order a packet meets them:
   on the endpoint's addresses; replies of allowed flows pass by conntrack state. Rules of equal
   action that follow each other by priority share one concatenated interval set, so 1,000
   rules cost a few set lookups, not 1,000 rule evaluations.
+- ``METER`` (filter forward/input, before all else): an endpoint's QOS policy, its outgoing
+  bytes policed by a ``limit`` in its own chain (out of reach of the container, whatever
+  capabilities it holds).
 - ``NAT`` (nat postrouting): 127/8 masquerade for LocalRoutedVip, hairpin masquerade, an
   endpoint's OutBoundNAT chain (exceptions, destinations, VIP), the network's masquerade.
 
@@ -66,6 +70,8 @@ SKELETON_INET = """\
 	map acl_out4 { type ipv4_addr : verdict; }
 	map acl_in6 { type ipv6_addr : verdict; }
 	map acl_out6 { type ipv6_addr : verdict; }
+	map qos4 { type ipv4_addr : verdict; }
+	map qos6 { type ipv6_addr : verdict; }
 	map snat4 { type ipv4_addr : verdict; }
 	map snat6 { type ipv6_addr : verdict; }
 	chain nat_prerouting {
@@ -111,12 +117,17 @@ SKELETON_INET = """\
 	}
 	chain filter_forward {
 		type filter hook forward priority filter; policy accept;
+		ct state untracked accept
+		ip saddr vmap @qos4
+		ip6 saddr vmap @qos6
 		ct state established,related accept
 		jump isolation
 		jump acl
 	}
 	chain filter_input {
 		type filter hook input priority filter; policy accept;
+		ip saddr vmap @qos4
+		ip6 saddr vmap @qos6
 		ct state established,related accept
 		iifname @hostless drop
 		ip saddr vmap @acl_out4
@@ -131,6 +142,36 @@ SKELETON_INET = """\
 	}
 """
 
+SKELETON_BRIDGE = """\
+	set ports {{ type ifname; }}
+	set mac_ok {{ type ifname . ether_addr; }}
+	set ok4 {{ type ifname . ether_addr . ipv4_addr; }}
+	set ok6 {{ type ifname . ether_addr . ipv6_addr; }}
+	set fast4 {{ type ifname . ether_addr . ipv4_addr . ipv4_addr; flags interval; }}
+	set fast6 {{ type ifname . ether_addr . ipv6_addr . ipv6_addr; flags interval; }}
+	set peer4 {{ type ipv4_addr . inet_proto; }}
+	set peer6 {{ type ipv6_addr . inet_proto; }}
+	chain port_security {{
+		type filter hook prerouting priority -300; policy accept;
+		{fast4}
+		ether type ip iifname . ether saddr . ip saddr @ok4 accept
+		{fast6}
+		ether type ip6 iifname . ether saddr . ip6 saddr @ok6 accept
+		iifname != @ports accept
+		iifname . ether saddr != @mac_ok drop
+		ether type {{ vlan, 0x88a8 }} drop
+		ether type arp arp saddr ip 0.0.0.0 accept
+		ether type arp iifname . arp saddr ether . arp saddr ip != @ok4 drop
+		ether type ip ip saddr 0.0.0.0 udp dport 67 accept
+		ether type ip drop
+		ether type ip6 ip6 saddr {{ ::, fe80::/10 }} accept
+		ether type ip6 drop
+	}}
+""".format(**{f"fast{v}": f"ether type {l3} iifname . ether saddr . {l3} saddr . {l3} daddr "
+              f"@fast{v} {l3} daddr . meta l4proto @peer{v} notrack accept"
+              for v, l3 in ((4, "ip"), (6, "ip6"))})
+
+
 @dataclass
 class Part:
     """One object's share of the tables: sets and chains it owns, elements it puts in the
@@ -141,27 +182,17 @@ class Part:
     counters: list[str] = field(default_factory=list)
     # family, set/map name, element, create (refuse a key that exists)
     elements: list[tuple[str, str, str, bool]] = field(default_factory=list)
-    # ``netdev <prefix>``: maps (name, decl; filled by elements) and ingress chains (name,
-    # device, rules)
-    port_maps: list[tuple[str, str]] = field(default_factory=list)
-    port_chains: list[tuple[str, str, list[str]]] = field(default_factory=list)
 
     def objects(self, counters: bool = True) -> list[str]:
-        """Its counters, sets and chains as lines of the ``inet`` table's block."""
+        """Its counters, sets and chains as lines of a table block."""
         block = [f"\tcounter {name} {{ }}" for name in self.counters] if counters else []
         for name, decl, elems in self.sets:
             block.append(f"\tset {name} {{ {decl}; elements = {{ {', '.join(elems)} }} }}"
                          if elems else f"\tset {name} {{ {decl}; }}")
         for name, rules in self.chains:
-            block += _chain(name, rules)
-        return block
-
-    def port_objects(self) -> list[str]:
-        """Its maps and ingress chains as lines of the ``netdev`` table's block."""
-        block = [f"\tmap {name} {{ {decl}; }}" for name, decl in self.port_maps]
-        for name, device, rules in self.port_chains:
-            block += _chain(name, [f"type filter hook ingress device {_q(device)} priority 0; "
-                                   "policy accept;", *rules])
+            block.append(f"\tchain {name} {{")
+            block += [f"\t\t{rule}" for rule in rules]
+            block.append("\t}")
         return block
 
     def element_lines(self, prefix: str) -> list[str]:
@@ -169,12 +200,13 @@ class Part:
                 for fam, target, elem, create in self.elements]
 
     def add_lines(self, prefix: str, counters: bool = True) -> list[str]:
-        """Its own objects as a table block per family, then its elements. (nft 1.0.6 cannot
-        resolve a jump, from an element of an interval map made in the same transaction, to a
-        chain declared in a later block or command; :func:`full_script` puts all objects in
-        one block.)"""
-        return _blocks(prefix, self.objects(counters), self.port_objects()) + \
-            self.element_lines(prefix)
+        """Its own objects as a table block, then its elements. (nft 1.0.6 cannot resolve a
+        jump, from an element of an interval map made in the same transaction, to a chain
+        declared in a later block or command; :func:`full_script` puts all objects in one
+        block.)"""
+        objects = self.objects(counters)
+        head = ["\n".join([f"table inet {prefix} {{", *objects, "}"])] if objects else []
+        return head + self.element_lines(prefix)
 
     def delete_lines(self, prefix: str, counters: bool = True) -> list[str]:
         out = []
@@ -189,19 +221,7 @@ class Part:
             out.append(f"delete set inet {prefix} {name}")
         if counters:
             out += [f"delete counter inet {prefix} {name}" for name in self.counters]
-        out += [f"delete chain netdev {prefix} {name}" for name, _d, _r in self.port_chains]
-        out += [f"delete map netdev {prefix} {name}" for name, _decl in self.port_maps]
         return out
-
-
-def _chain(name: str, rules: list[str]) -> list[str]:
-    return [f"\tchain {name} {{", *(f"\t\t{rule}" for rule in rules), "\t}"]
-
-
-def _blocks(prefix: str, inet: list[str], netdev: list[str]) -> list[str]:
-    """A ``table`` block for each family that has objects."""
-    return ["\n".join([f"table {fam} {prefix} {{", *objects, "}"])
-            for fam, objects in (("inet", inet), ("netdev", netdev)) if objects]
 
 
 def replace_halves(prefix: str, old: Part | None,
@@ -237,11 +257,6 @@ def _set(nets: Iterable[Net]) -> str:
     return "{ " + ", ".join(str(n) for n in nets) + " }"
 
 
-_ANY = {4: "0.0.0.0/0", 6: "::/0"}
-_L3 = {4: "ip", 6: "ip6"}
-_ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
-
-
 # -- networks ---------------------------------------------------------------------------------
 
 def network_part(net: NetworkSpec) -> Part:
@@ -262,14 +277,15 @@ def network_part(net: NetworkSpec) -> Part:
         for subnet in net.subnets:
             part.elements.append(("inet", f"masq{subnet.version}",
                                   f"{subnet} : jump {chain}", False))
-    if net.fast_path:
-        for fam in sorted({s.version for s in net.subnets}):
-            part.port_maps.append((f"fwd{fam}_{net.short}",
-                                   f"type ether_addr . {_ADDR_TYPE[fam]} : iface_index"))
     return part
 
 
 # -- endpoints --------------------------------------------------------------------------------
+
+_ANY = {4: "0.0.0.0/0", 6: "::/0"}
+_L3 = {4: "ip", 6: "ip6"}
+_ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
+
 
 def _fits(nets: tuple[Net, ...], family: int) -> list[str] | None:
     """The rule's addresses of one family; None if it names only the other family."""
@@ -395,6 +411,13 @@ def endpoint_part(net: NetworkSpec, ep: EndpointSpec) -> Part:
     chain_in = _acl_chain(ep, "In", rules, part)
     chain_out = _acl_chain(ep, "Out", rules, part)
     snat = _snat_chain(ep, net, part)
+    qos = None
+    if ep.policies.max_bytes_per_sec:
+        qos = f"qos_{ep.short}"
+        rate = ep.policies.max_bytes_per_sec
+        burst = max(rate // 10, 16 * 1514)
+        part.chains.append((qos, [f"limit rate over {rate} bytes/second burst {burst} bytes "
+                                  "drop"]))
     for fam, addrs in ((4, ep.v4()), (6, ep.v6())):
         for a in addrs:
             if chain_in:
@@ -404,6 +427,8 @@ def endpoint_part(net: NetworkSpec, ep: EndpointSpec) -> Part:
                                       False))
             if snat:
                 part.elements.append(("inet", f"snat{fam}", f"{a} : jump {snat}", False))
+            if qos:
+                part.elements.append(("inet", f"qos{fam}", f"{a} : jump {qos}", False))
     for pm in ep.policies.port_mappings:
         fam = 6 if pm.v6 else 4
         targets: list[ipaddress.IPv4Address] | list[ipaddress.IPv6Address] = \
@@ -419,83 +444,64 @@ def endpoint_part(net: NetworkSpec, ep: EndpointSpec) -> Part:
             else:
                 part.elements.append(("inet", f"pmany{m}{fam}",
                                       f"{proto} . {pm.external} : {value}", True))
-    fast = net.fast_path and chain_in == "acl_default_in" and chain_out is None
-    _port_chain(net, ep, fast, part)
+    _port_elements(net, ep, fast_path(net, ep), part)
     return part
 
 
-_FAST_PROTOS = {4: "{ tcp, udp, icmp, igmp }", 6: "{ tcp, udp, ipv6-icmp }"}
+_FAST_PROTOS = {4: ("tcp", "udp", "icmp", "igmp"), 6: ("tcp", "udp", "ipv6-icmp")}
 
 
-def _port_chain(net: NetworkSpec, ep: EndpointSpec, fast: bool, part: Part) -> None:
-    """The PORT layer: the endpoint's ingress chain on its host veth (QOS, anti-spoofing,
-    the fast path), and its place in its network's fast-path maps.
-
-    The fast path takes only what the inet layers would pass without state: both ends without
-    ACLs (the default inbound filter is by protocol, so only those protocols), on one network
-    (the map is the network's: isolation holds), to the destination's own MAC and address.
-    Anything else (broadcast, ARP, the gateway, another network, a port mapping) goes on to
-    the bridge and the inet table. A packet it forwards never meets conntrack: a foreign DNAT
-    of traffic between two such endpoints (kube-proxy in iptables mode, pod to service to a
-    pod of the same node) would see no replies; ``fast_path=False`` turns it off."""
-    rules: list[str] = []
-    if ep.policies.max_bytes_per_sec:
-        rate = ep.policies.max_bytes_per_sec
-        burst = max(rate // 10, 16 * 1514)
-        rules.append(f"meta protocol {{ ip, ip6 }} limit rate over {rate} bytes/second "
-                     f"burst {burst} bytes drop")
-    rules.append(f"ether saddr != {ep.mac} drop")
-    rules.append("ether type { vlan, 0x88a8 } drop")
-    mine = {4: [str(a) for a in ep.v4()], 6: [str(a) for a in ep.v6()]}
-    for fam in (4, 6):
-        if not (fast and mine[fam] and any(s.version == fam for s in net.subnets)):
-            continue
-        l3 = _L3[fam]
-        fwd = f"fwd{fam}_{net.short}"
-        rules.append(f"ether type {l3} {l3} saddr {_one_or_set(mine[fam])} meta l4proto "
-                     f"{_FAST_PROTOS[fam]} fwd to ether daddr . {l3} daddr map @{fwd}")
-        if ep.host_index:
-            for a in mine[fam]:
-                part.elements.append(("netdev", fwd, f"{ep.mac} . {a} : {ep.host_index}",
-                                      False))
-    rules.append(f"ether type arp arp saddr ether != {ep.mac} drop")
-    rules.append(f"ether type arp arp saddr ip != {_one_or_set(['0.0.0.0', *mine[4]])} drop")
-    rules.append("ether type ip ip saddr 0.0.0.0 udp dport 67 accept")
-    rules.append(f"ether type ip ip saddr != {_one_or_set(mine[4])} drop" if mine[4]
-                 else "ether type ip drop")
-    rules.append("ether type ip6 ip6 saddr { ::, fe80::/10 } accept")
-    rules.append(f"ether type ip6 ip6 saddr != {_one_or_set(mine[6])} drop" if mine[6]
-                 else "ether type ip6 drop")
-    part.port_chains.append((f"port_{ep.short}", ep.host_veth, rules))
+def fast_path(net: NetworkSpec, ep: EndpointSpec) -> bool:
+    """Whether the endpoint's flows with its like may skip conntrack (PORT layer)."""
+    return net.fast_path and not net.policies.acls and not ep.policies.acls and \
+        not ep.policies.max_bytes_per_sec
 
 
-def _one_or_set(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
+def _port_elements(net: NetworkSpec, ep: EndpointSpec, fast: bool, part: Part) -> None:
+    """The PORT layer's elements of an endpoint: its port, MAC and addresses, and (``fast``)
+    its place on the fast path: its addresses with their subnets as a source, and as a
+    destination over the protocols the default inbound filter passes.
+
+    A flow on the fast path never meets conntrack: a foreign DNAT of traffic between two such
+    endpoints (kube-proxy in iptables mode, pod to service to a pod of the same node) would
+    not see the replies; ``fast_path`` off (``silod --no-network-fast-path``) keeps every
+    flow tracked."""
+    port = _q(ep.host_veth)
+    part.elements.append(("bridge", "ports", port, False))
+    part.elements.append(("bridge", "mac_ok", f"{port} . {ep.mac}", False))
+    for fam, addrs in ((4, ep.v4()), (6, ep.v6())):
+        for a in addrs:
+            part.elements.append(("bridge", f"ok{fam}", f"{port} . {ep.mac} . {a}", False))
+            if not fast:
+                continue
+            for subnet in (n for n in net.subnets if a in n):
+                part.elements.append(("bridge", f"fast{fam}",
+                                      f"{port} . {ep.mac} . {a} . {subnet}", False))
+            part.elements.append(("bridge", f"peer{fam}",
+                                  ", ".join(f"{a} . {proto}" for proto in _FAST_PROTOS[fam]),
+                                  False))
 
 
 # -- transactions -----------------------------------------------------------------------------
 
 def full_script(prefix: str, nets: list[NetworkSpec], eps: list[EndpointSpec]) -> str:
-    """The whole state: the tables replaced in one transaction."""
+    """The whole state: both tables replaced in one transaction."""
     by_id = {n.id: n for n in nets}
     parts = [network_part(n) for n in nets] + \
         [endpoint_part(by_id[e.network_id], e) for e in eps]
     objects = "".join(line + "\n" for part in parts for line in part.objects())
-    ports = "".join(line + "\n" for part in parts for line in part.port_objects())
-    lines = [*_drop_tables(prefix), f"table inet {prefix} {{\n{SKELETON_INET}{objects}}}",
-             f"table netdev {prefix} {{\n{ports}}}"]
+    lines = [
+        f"add table inet {prefix}", f"delete table inet {prefix}",
+        f"add table bridge {prefix}", f"delete table bridge {prefix}",
+        f"table inet {prefix} {{\n{SKELETON_INET}{objects}}}",
+        f"table bridge {prefix} {{\n{SKELETON_BRIDGE}}}",
+    ]
     for part in parts:
         lines += part.element_lines(prefix)
     return script(lines)
 
 
-def _drop_tables(prefix: str) -> list[str]:
-    """Every table of the prefix gone, quiet when one is not there (``bridge <prefix>``: the
-    anti-spoofing of silo before the PORT layer)."""
-    return [f"{verb} table {fam} {prefix}" for fam in ("inet", "netdev", "bridge")
-            for verb in ("add", "delete")]
-
-
 def delete_script(prefix: str) -> str:
-    """The tables gone (quiet when they are not there)."""
-    return script(_drop_tables(prefix))
+    """Both tables gone (quiet when they are not there)."""
+    return script([f"add table inet {prefix}", f"delete table inet {prefix}",
+                   f"add table bridge {prefix}", f"delete table bridge {prefix}"])

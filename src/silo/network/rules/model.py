@@ -45,7 +45,7 @@ class NetworkSpec:
     gateways: list[Addr]             # one per subnet that has one
     traits: Traits
     policies: NetworkPolicies = field(default_factory=NetworkPolicies)
-    fast_path: bool = True           # the PORT layer's fwd between stateless endpoints
+    fast_path: bool = True           # PORT layer: stateless flows skip conntrack
 
 
 @dataclass
@@ -57,7 +57,6 @@ class EndpointSpec:
     mac: str                         # aa:bb:cc:dd:ee:ff
     addresses: list[tuple[Addr, int]]
     policies: EndpointPolicies = field(default_factory=EndpointPolicies)
-    host_index: int = 0              # ifindex of host_veth once it exists (0: not known)
 
     def v4(self) -> list[ipaddress.IPv4Address]:
         return [a for a, _ in self.addresses if isinstance(a, ipaddress.IPv4Address)]

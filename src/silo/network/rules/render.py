@@ -4,7 +4,7 @@ says what the nft table holds, in the words of the policies that made it."""
 
 from __future__ import annotations
 
-from silo.network.rules.compiler import DEFAULT_IN, acl_groups
+from silo.network.rules.compiler import DEFAULT_IN, acl_groups, fast_path
 from silo.network.rules.model import EndpointSpec, NetworkSpec
 from silo.network.rules.policy import PROTO_NAMES, AclRule
 
@@ -43,18 +43,12 @@ def render(nets: list[NetworkSpec], eps: list[EndpointSpec]) -> str:
             addrs = ", ".join(str(a) for a, _ in ep.addresses) or "no address"
             lines.append(f"  Port {ep.id} {ep.host_veth} {ep.mac} ({addrs})")
             rules = [*net.policies.acls, *ep.policies.acls]
-            pol = ep.policies
             lines.append("    Layer PORT")
-            if pol.max_bytes_per_sec:
-                lines.append(f"      QOS egress {pol.max_bytes_per_sec} bytes/s")
             lines.append(f"      source MAC {ep.mac}, ARP and IP from {addrs} only, "
                          "no VLAN tags")
-            if net.fast_path and not rules:
-                lines.append("      fast path to such ports of its network (no ACLs): "
-                             "bridge and conntrack skipped")
-            if pol.encap_overhead:
-                lines.append(f"      EncapOverhead {pol.encap_overhead} (MTU "
-                             f"{1500 - pol.encap_overhead})")
+            if fast_path(net, ep):
+                lines.append("      fast path: untracked to and from such ports of its "
+                             "subnet (no ACLs, no QOS)")
             for direction in ("In", "Out"):
                 lines.append(f"    Layer ACL {direction.upper()}")
                 for n, (_action, group) in enumerate(
@@ -64,6 +58,7 @@ def render(nets: list[NetworkSpec], eps: list[EndpointSpec]) -> str:
                 default = ("allow " + ",".join(_NAMES[p] for p in DEFAULT_IN) +
                            "; block other" if direction == "In" else "allow all")
                 lines.append(f"      Default {default}")
+            pol = ep.policies
             if pol.port_mappings or pol.outbound_nat:
                 lines.append("    Layer NAT")
             for pm in pol.port_mappings:
@@ -80,4 +75,11 @@ def render(nets: list[NetworkSpec], eps: list[EndpointSpec]) -> str:
                 lines.append("    Layer ROUTE")
                 lines.extend(f"      {r.destination} via {r.next_hop or 'on-link'}"
                              for r in pol.routes)
+            if pol.max_bytes_per_sec or pol.encap_overhead:
+                lines.append("    Layer METER")
+                if pol.max_bytes_per_sec:
+                    lines.append(f"      QOS egress {pol.max_bytes_per_sec} bytes/s")
+                if pol.encap_overhead:
+                    lines.append(f"      EncapOverhead {pol.encap_overhead} (MTU "
+                                 f"{1500 - pol.encap_overhead})")
     return "\n".join(lines) + ("\n" if lines else "")
