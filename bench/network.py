@@ -8,13 +8,14 @@ Measures:
   median wall ms over ``--runs`` rounds, the two taking turns in an order that alternates, one
   warm-up round not counted. The plugin is a process per call (that is how CNI runs); the data
   path is a call in this process (that is how silod runs it);
+- iperf3 TCP, container to container: a hand-built bridge + veth pairs with no rules at all,
+  against a silo NAT network, and against the same with ``--acl-rules`` ACL rules installed on
+  the server endpoint. Median Gbit/s over ``--iperf-runs`` runs of ``--iperf-seconds``; run
+  before the scale part, on a host that has not been through it;
 - scale: ``--endpoints`` endpoints, each with a TCP port mapping, on one NAT network: the
   median time of an attach in each block of 100 and of its nft transaction, and the median of
   five policy changes on the first endpoint (its port mapping moved) at each hundred. The rule
-  side must stay flat; the rest of an attach is the kernel's link work (veth, bridge port);
-- iperf3 TCP, container to container: a hand-built bridge + veth pairs with no rules at all,
-  against a silo NAT network, and against the same with ``--acl-rules`` ACL rules installed on
-  the server endpoint. Median Gbit/s over ``--iperf-runs`` runs of ``--iperf-seconds``.
+  side must stay flat; the rest of an attach is the kernel's link work (veth, bridge port).
 
 Everything happens inside network namespaces this script creates: one plays the host (the data
 path's bridges and table, the CNI plugin's bridge), one per container; all of it is removed at
@@ -76,6 +77,13 @@ class Lab:
         netns.create(path)
         self.made.append(path)
         return path
+
+    def drop(self, paths: list[str]) -> None:
+        """Delete some of this run's namespaces now."""
+        for path in paths:
+            with contextlib.suppress(Exception):
+                netns.ensure_deleted(path)
+            self.made.remove(path)
 
     def close(self) -> None:
         for p in self.procs:
@@ -165,12 +173,14 @@ def bench_scale(lab: Lab, host: str, count: int) -> list[list[str]]:
     nft = TimedNft(host)
     dp = DataPath(prefix="b" + secrets.token_hex(2), run_dir=str(lab.workdir / "run-scale"),
                   host_netns=host, nft=nft)
+    before = len(lab.made)
     try:
         return _scale(lab, dp, nft, count)
     finally:
         dp.teardown()
         dp.close()
         nft.close()
+        lab.drop(lab.made[before:])
 
 
 def _scale(lab: Lab, dp: DataPath, nft: TimedNft, count: int) -> list[list[str]]:
@@ -319,18 +329,18 @@ def main(argv: list[str] | None = None) -> int:
                       host_netns=host)
         print(f"attach + detach: {args.runs} rounds (+1 warm-up), medians in ms", flush=True)
         print_table(["case", "ms", "ratio"], bench_attach(lab, dp, host, args.runs))
-        if args.endpoints:
-            print(f"\nscale: {args.endpoints} endpoints with port mappings on one NAT network;"
-                  " medians over the block of 100: a further attach, its nft transaction; "
-                  "a policy change of the first endpoint (5 of them)", flush=True)
-            print_table(["endpoints", "attach ms", "of it nft ms", "change ms"],
-                        bench_scale(lab, host, args.endpoints))
         if args.iperf_runs:
             print(f"\niperf3 TCP container to container: median of {args.iperf_runs} runs of "
                   f"{args.iperf_seconds} s, Gbit/s", flush=True)
             print_table(["case", "Gbit/s", "ratio"],
                         bench_iperf(lab, dp, args.iperf_runs, args.iperf_seconds,
                                     args.acl_rules))
+        if args.endpoints:
+            print(f"\nscale: {args.endpoints} endpoints with port mappings on one NAT network;"
+                  " medians over the block of 100: a further attach, its nft transaction; "
+                  "a policy change of the first endpoint (5 of them)", flush=True)
+            print_table(["endpoints", "attach ms", "of it nft ms", "change ms"],
+                        bench_scale(lab, host, args.endpoints))
     except KeyboardInterrupt:
         print("interrupted; cleaning up", file=sys.stderr)
         return 130

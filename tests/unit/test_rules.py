@@ -85,6 +85,11 @@ table inet silo {
 		masquerade
 	}
 }
+table bridge silo {
+	chain fast_0a0b0c0d {
+		ip daddr 10.1.2.0/24 ip daddr . meta l4proto @peer4 notrack accept
+	}
+}
 add element inet silo bridges { "silobr0a0b0c0d" }
 add element inet silo same_net { "silobr0a0b0c0d" . "silobr0a0b0c0d" }
 add element inet silo hairpin4 { 10.1.2.0/24 . "silobr0a0b0c0d" }
@@ -162,7 +167,7 @@ def test_only_endpoints_whose_rules_need_no_state_take_the_fast_path() -> None:
         return [f"{name}: {value}" for fam, name, value, _ in part.elements
                 if name in ("fast4", "peer4")]
 
-    on = ['fast4: "siloe0e1e2e3e4" . 00:15:5d:01:02:03 . 10.1.2.5 . 10.1.2.0/24',
+    on = ['fast4: "siloe0e1e2e3e4" . 00:15:5d:01:02:03 . 10.1.2.5 : jump fast_0a0b0c0d',
           "peer4: 10.1.2.5 . tcp, 10.1.2.5 . udp, 10.1.2.5 . icmp, 10.1.2.5 . igmp"]
     assert fast() == on
     assert fast({"Type": "OutBoundNAT", "Settings": {}}) == on
@@ -175,12 +180,14 @@ def test_only_endpoints_whose_rules_need_no_state_take_the_fast_path() -> None:
     net.policies = network_policies({"Policies": []})
     net.fast_path = False
     assert fast() == []
+    assert compiler.network_part(net).bridge_chains == []
     plain = model.endpoint_spec(with_policies(), "silo")
     assert "fast path" not in render.render([net], [plain])
     net.fast_path = True
     assert "fast path" in render.render([net], [plain])
     assert "fast path" not in render.render([net], [specs()[1]])
-    assert "notrack" in compiler.SKELETON_BRIDGE and "notrack" not in compiler.SKELETON_INET
+    assert "notrack" in compiler.script(compiler.network_part(net).add_lines("silo"))
+    assert "notrack" not in compiler.SKELETON_INET
 
 
 def test_network_part_golden() -> None:

@@ -11,9 +11,11 @@ Layers, in the order a packet meets them:
 - ``PORT`` (``bridge <prefix>``, bridge prerouting, before br_netfilter hands a frame to the
   inet hooks): anti-spoofing, in one lookup for a valid IP frame (port name . source MAC .
   source IP), and the fast path: a frame from an endpoint whose rules need no state (no ACL
-  of its own or of its network, no QOS) to such an endpoint of its subnet, over a protocol
-  the default inbound filter passes, is not tracked (``notrack``; one interval lookup that
-  also checks the source, one for the destination) and the forward layers accept it at once.
+  of its own or of its network, no QOS) to such an endpoint of its network, over a protocol
+  the default inbound filter passes, is not tracked (``notrack``): the source's lookup
+  jumps to its network's chain, which checks the destination's subnet and looks it up; the
+  forward layer accepts untracked packets at once. Hash lookups only: an interval set's
+  element costs a dump of the whole set to delete with nft 1.0.6.
   Anything else (the host, a published port, another network, an endpoint with ACLs) stays
   tracked. Then the slow checks: MAC of the port, ARP sender, DHCP discovery, IPv6
   link-local, VLAN tags.
@@ -147,8 +149,8 @@ SKELETON_BRIDGE = """\
 	set mac_ok {{ type ifname . ether_addr; }}
 	set ok4 {{ type ifname . ether_addr . ipv4_addr; }}
 	set ok6 {{ type ifname . ether_addr . ipv6_addr; }}
-	set fast4 {{ type ifname . ether_addr . ipv4_addr . ipv4_addr; flags interval; }}
-	set fast6 {{ type ifname . ether_addr . ipv6_addr . ipv6_addr; flags interval; }}
+	map fast4 {{ type ifname . ether_addr . ipv4_addr : verdict; }}
+	map fast6 {{ type ifname . ether_addr . ipv6_addr : verdict; }}
 	set peer4 {{ type ipv4_addr . inet_proto; }}
 	set peer6 {{ type ipv6_addr . inet_proto; }}
 	chain port_security {{
@@ -167,8 +169,7 @@ SKELETON_BRIDGE = """\
 		ether type ip6 ip6 saddr {{ ::, fe80::/10 }} accept
 		ether type ip6 drop
 	}}
-""".format(**{f"fast{v}": f"ether type {l3} iifname . ether saddr . {l3} saddr . {l3} daddr "
-              f"@fast{v} {l3} daddr . meta l4proto @peer{v} notrack accept"
+""".format(**{f"fast{v}": f"ether type {l3} iifname . ether saddr . {l3} saddr vmap @fast{v}"
               for v, l3 in ((4, "ip"), (6, "ip6"))})
 
 
@@ -182,18 +183,19 @@ class Part:
     counters: list[str] = field(default_factory=list)
     # family, set/map name, element, create (refuse a key that exists)
     elements: list[tuple[str, str, str, bool]] = field(default_factory=list)
+    bridge_chains: list[tuple[str, list[str]]] = field(default_factory=list)  # bridge table
 
     def objects(self, counters: bool = True) -> list[str]:
-        """Its counters, sets and chains as lines of a table block."""
+        """Its counters, sets and chains as lines of the inet table's block."""
         block = [f"\tcounter {name} {{ }}" for name in self.counters] if counters else []
         for name, decl, elems in self.sets:
             block.append(f"\tset {name} {{ {decl}; elements = {{ {', '.join(elems)} }} }}"
                          if elems else f"\tset {name} {{ {decl}; }}")
-        for name, rules in self.chains:
-            block.append(f"\tchain {name} {{")
-            block += [f"\t\t{rule}" for rule in rules]
-            block.append("\t}")
-        return block
+        return block + _chains(self.chains)
+
+    def bridge_objects(self) -> list[str]:
+        """Its chains of the bridge table, as lines of that table's block."""
+        return _chains(self.bridge_chains)
 
     def element_lines(self, prefix: str) -> list[str]:
         return [f"{'create' if create else 'add'} element {fam} {prefix} {target} {{ {elem} }}"
@@ -204,24 +206,31 @@ class Part:
         jump, from an element of an interval map made in the same transaction, to a chain
         declared in a later block or command; :func:`full_script` puts all objects in one
         block.)"""
-        objects = self.objects(counters)
-        head = ["\n".join([f"table inet {prefix} {{", *objects, "}"])] if objects else []
-        return head + self.element_lines(prefix)
+        blocks = [("inet", self.objects(counters)), ("bridge", self.bridge_objects())]
+        return ["\n".join([f"table {fam} {prefix} {{", *objects, "}"])
+                for fam, objects in blocks if objects] + self.element_lines(prefix)
 
     def delete_lines(self, prefix: str, counters: bool = True) -> list[str]:
         out = []
         for fam, target, elem, _ in self.elements:
             key = elem.split(" : ", 1)[0]
             out.append(f"delete element {fam} {prefix} {target} {{ {key} }}")
-        for name, _rules in self.chains:
-            out.append(f"flush chain inet {prefix} {name}")
-        for name, _rules in self.chains:
-            out.append(f"delete chain inet {prefix} {name}")
+        chains = [("inet", name) for name, _r in self.chains] + \
+            [("bridge", name) for name, _r in self.bridge_chains]
+        out += [f"flush chain {fam} {prefix} {name}" for fam, name in chains]
+        out += [f"delete chain {fam} {prefix} {name}" for fam, name in chains]
         for name, _decl, _elems in self.sets:
             out.append(f"delete set inet {prefix} {name}")
         if counters:
             out += [f"delete counter inet {prefix} {name}" for name in self.counters]
         return out
+
+
+def _chains(chains: list[tuple[str, list[str]]]) -> list[str]:
+    out = []
+    for name, rules in chains:
+        out += [f"\tchain {name} {{", *(f"\t\t{rule}" for rule in rules), "\t}"]
+    return out
 
 
 def replace_halves(prefix: str, old: Part | None,
@@ -277,6 +286,15 @@ def network_part(net: NetworkSpec) -> Part:
         for subnet in net.subnets:
             part.elements.append(("inet", f"masq{subnet.version}",
                                   f"{subnet} : jump {chain}", False))
+    if net.fast_path:
+        rules = []
+        for fam, l3 in ((4, "ip"), (6, "ip6")):
+            mine = [n for n in net.subnets if n.version == fam]
+            if mine:
+                dst = str(mine[0]) if len(mine) == 1 else _set(mine)
+                rules.append(f"{l3} daddr {dst} {l3} daddr . meta l4proto @peer{fam} "
+                             "notrack accept")
+        part.bridge_chains.append((f"fast_{net.short}", rules))
     return part
 
 
@@ -459,8 +477,9 @@ def fast_path(net: NetworkSpec, ep: EndpointSpec) -> bool:
 
 def _port_elements(net: NetworkSpec, ep: EndpointSpec, fast: bool, part: Part) -> None:
     """The PORT layer's elements of an endpoint: its port, MAC and addresses, and (``fast``)
-    its place on the fast path: its addresses with their subnets as a source, and as a
-    destination over the protocols the default inbound filter passes.
+    its place on the fast path: as a source (to its network's chain, which checks that the
+    destination is of the network's subnets) and as a destination over the protocols the
+    default inbound filter passes.
 
     A flow on the fast path never meets conntrack: a foreign DNAT of traffic between two such
     endpoints (kube-proxy in iptables mode, pod to service to a pod of the same node) would
@@ -474,9 +493,8 @@ def _port_elements(net: NetworkSpec, ep: EndpointSpec, fast: bool, part: Part) -
             part.elements.append(("bridge", f"ok{fam}", f"{port} . {ep.mac} . {a}", False))
             if not fast:
                 continue
-            for subnet in (n for n in net.subnets if a in n):
-                part.elements.append(("bridge", f"fast{fam}",
-                                      f"{port} . {ep.mac} . {a} . {subnet}", False))
+            part.elements.append(("bridge", f"fast{fam}",
+                                  f"{port} . {ep.mac} . {a} : jump fast_{net.short}", False))
             part.elements.append(("bridge", f"peer{fam}",
                                   ", ".join(f"{a} . {proto}" for proto in _FAST_PROTOS[fam]),
                                   False))
@@ -490,11 +508,12 @@ def full_script(prefix: str, nets: list[NetworkSpec], eps: list[EndpointSpec]) -
     parts = [network_part(n) for n in nets] + \
         [endpoint_part(by_id[e.network_id], e) for e in eps]
     objects = "".join(line + "\n" for part in parts for line in part.objects())
+    bridge = "".join(line + "\n" for part in parts for line in part.bridge_objects())
     lines = [
         f"add table inet {prefix}", f"delete table inet {prefix}",
         f"add table bridge {prefix}", f"delete table bridge {prefix}",
         f"table inet {prefix} {{\n{SKELETON_INET}{objects}}}",
-        f"table bridge {prefix} {{\n{SKELETON_BRIDGE}}}",
+        f"table bridge {prefix} {{\n{SKELETON_BRIDGE}{bridge}}}",
     ]
     for part in parts:
         lines += part.element_lines(prefix)
