@@ -12,7 +12,7 @@ import pytest
 from silo.errors import AlreadyExists, InvalidArgument, InvalidState, SiloError
 from silo.kernel.netlink import Netlink
 from silo.kernel.nftables import Nft
-from tests.kernel.test_datapath_lab import Lab, requires_lab
+from tests.kernel.test_datapath_lab import Ep, Lab, requires_lab
 
 pytestmark = [pytest.mark.kernel, requires_lab]
 
@@ -363,6 +363,75 @@ def test_the_fast_path_skips_conntrack_between_endpoints_without_acls_only() -> 
         assert lab.reach(a.path, gw, 81) == a.ip and tracked(lab, a.ip, gw)
         assert lab.reach(a.path, gw, 8080) == gw                  # hairpin, masqueraded
         assert "fast path" in lab.dp.rules(net)
+
+
+def test_the_ebpf_fast_path_carries_frames_between_endpoints_without_acls() -> None:
+    """With a's veth taken off the bridge and static neighbours both ways, only the
+    classifiers' redirect can carry a frame between a and b. An ACL on b takes it off the fast
+    path (and puts it back when it goes); a QOS policy on a does too."""
+    with Lab() as lab:
+        net = lab.network("NAT")
+        a, b = lab.endpoint(net, 2), lab.endpoint(net, 3)
+        fast = lab.dp.fastpath
+
+        def on(ep: Ep) -> bool:
+            return fast.plugged(str(ep.doc["ID"]).lower())
+
+        assert on(a) and on(b)
+        lab.serve(b.path, 80)
+        macs = {}
+        for ep in (a, b):
+            with Netlink(ep.path) as nl:
+                eth0 = nl.link("eth0")
+            assert eth0 is not None
+            macs[ep.ip] = eth0.mac
+        for ep, peer in ((a, b), (b, a)):
+            assert lab.run(ep.path, "ip", "neigh", "replace", peer.ip, "lladdr",
+                           macs[peer.ip], "dev", "eth0", "nud", "permanent").returncode == 0
+        with Netlink(lab.host) as nl:
+            nl.set_link(a.doc["Linux"]["HostInterface"], master=False)
+        assert lab.reach(a.path, b.ip, 80) == a.ip
+        b.doc["Policies"] = [{"Type": "ACL", "Settings": {
+            "Action": "Allow", "Direction": "In", "Protocols": "6", "Priority": 100}}]
+        lab.dp.update_endpoint(net, b.doc)
+        assert not on(b) and lab.reach(a.path, b.ip, 80) is None
+        b.doc["Policies"] = []
+        lab.dp.update_endpoint(net, b.doc)
+        assert on(b) and lab.reach(a.path, b.ip, 80) == a.ip
+        a.doc["Policies"] = [{"Type": "QOS", "Settings": {
+            "MaximumOutgoingBandwidthInBytes": 10**8}}]
+        lab.dp.update_endpoint(net, a.doc)
+        assert not on(a) and lab.reach(a.path, b.ip, 80) is None
+
+
+def test_a_refused_classifier_leaves_the_endpoint_on_the_bridge_path(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path changes no verdict: when the kernel refuses the program, the attach
+    still succeeds, the endpoint is off the fast path and its traffic takes the bridge."""
+    from silo.errors import Internal
+    from silo.kernel import bpf
+
+    def refuse(insns: bytes, name: str = "") -> int:
+        raise Internal("bpf program refused: test", op="bpf::load")
+
+    monkeypatch.setattr(bpf, "load_classifier", refuse)
+    with Lab() as lab:
+        net = lab.network("NAT")
+        a, b = lab.endpoint(net, 2), lab.endpoint(net, 3)
+        lab.serve(b.path, 80)
+        assert not lab.dp.fastpath.plugged(str(a.doc["ID"]).lower())
+        assert lab.reach(a.path, b.ip, 80) == a.ip
+
+
+def test_without_the_fast_path_every_flow_is_tracked() -> None:
+    with Lab() as lab:
+        lab.dp.fast_path = False              # silod --no-network-fast-path
+        net = lab.network("NAT")
+        a, b = lab.endpoint(net, 2), lab.endpoint(net, 3)
+        lab.serve(b.path, 80)
+        assert not lab.dp.fastpath.plugged(str(a.doc["ID"]).lower())
+        assert lab.reach(a.path, b.ip, 80) == a.ip and tracked(lab, a.ip, b.ip)
+        assert "fast path" not in lab.dp.rules(net)
 
 
 def test_the_fast_path_keeps_networks_apart() -> None:

@@ -83,6 +83,9 @@ NTF_SELF, NTF_MASTER = 0x02, 0x04
 # -- traffic control (linux/rtnetlink.h, linux/pkt_sched.h) ------------------------------------
 TCMSG = struct.Struct("=BxxxiIII")  # family, ifindex, handle, parent, info
 TC_H_ROOT = 0xFFFFFFFF
+TC_H_CLSACT, TC_H_INGRESS_FILTERS, CLSACT_HANDLE = 0xFFFFFFF1, 0xFFFFFFF2, 0xFFFF0000
+RTM_NEWTFILTER = 44
+TCA_BPF_FD, TCA_BPF_NAME, TCA_BPF_FLAGS, TCA_BPF_FLAG_ACT_DIRECT = 6, 7, 8, 1
 TCA_KIND, TCA_OPTIONS = 1, 2
 TCA_TBF_PARMS, TCA_TBF_RATE64, TCA_TBF_BURST = 1, 4, 6
 TC_LINKLAYER_ETHERNET = 1

@@ -16,6 +16,8 @@ Imports :mod:`silo.errors`, :mod:`silo.kernel._rtnl`, :mod:`silo.kernel.netlink`
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from dataclasses import dataclass
 
 from silo.errors import InvalidArgument, NotFound, invalid
@@ -23,6 +25,7 @@ from silo.kernel import _rtnl as r
 from silo.kernel.netlink import Netlink, check_ifname
 
 ROOT_HANDLE = 0x10000  # 1:0
+ETH_P_ALL = 0x0003
 MIN_BURST = 10 * 1514
 LATENCY_NS = 50_000_000
 
@@ -122,6 +125,41 @@ def egress_rate(ifname: str, *, netns: str | None = None,
     return None
 
 
+def attach_ingress_bpf(ifname: str, prog_fd: int, *, name: str = "silo",
+                       netns: str | None = None, nl: Netlink | None = None) -> None:
+    """A ``clsact`` qdisc on ``ifname`` and the ``sched_cls`` program ``prog_fd`` (direct
+    action) as its only ingress filter, replacing what was there."""
+    op = "tc::attach_ingress_bpf"
+    check_ifname(ifname, "ifname", op)
+    with _netlink(nl, netns) as link:
+        index = _index(link, ifname, op)
+        clsact = r.TCMSG.pack(0, index, r.CLSACT_HANDLE, r.TC_H_CLSACT, 0)
+        with contextlib.suppress(NotFound, InvalidArgument):
+            link.request(r.RTM_DELQDISC, r.NLM_F_ACK, clsact, op=op, obj=ifname)
+        link.request(r.RTM_NEWQDISC, r.NLM_F_ACK | r.NLM_F_CREATE | r.NLM_F_EXCL,
+                     clsact + r.attr_str(r.TCA_KIND, "clsact"), op=op, obj=ifname)
+        info = (1 << 16) | socket.htons(ETH_P_ALL)       # priority 1, every protocol
+        body = r.TCMSG.pack(0, index, 0, r.TC_H_INGRESS_FILTERS, info) + \
+            r.attr_str(r.TCA_KIND, "bpf") + r.nested(
+                r.TCA_OPTIONS, r.attr_u32(r.TCA_BPF_FD, prog_fd), r.attr_str(r.TCA_BPF_NAME, name),
+                r.attr_u32(r.TCA_BPF_FLAGS, r.TCA_BPF_FLAG_ACT_DIRECT))
+        link.request(r.RTM_NEWTFILTER, r.NLM_F_ACK | r.NLM_F_CREATE | r.NLM_F_EXCL, body,
+                     op=op, obj=ifname)
+
+
+def detach_ingress(ifname: str, *, netns: str | None = None, nl: Netlink | None = None) -> None:
+    """Remove the ``clsact`` qdisc (and its filters); quiet when there is none or no link."""
+    op = "tc::detach_ingress"
+    check_ifname(ifname, "ifname", op)
+    with _netlink(nl, netns) as link:
+        found = link.link(ifname)
+        if found is None:
+            return
+        clsact = r.TCMSG.pack(0, found.index, r.CLSACT_HANDLE, r.TC_H_CLSACT, 0)
+        with contextlib.suppress(NotFound, InvalidArgument):
+            link.request(r.RTM_DELQDISC, r.NLM_F_ACK, clsact, op=op, obj=ifname)
+
+
 class _Borrowed:
     """A context manager over a Netlink the caller owns (not closed on exit)."""
 
@@ -146,5 +184,5 @@ def _index(nl: Netlink, ifname: str, op: str) -> int:
     return link.index
 
 
-__all__ = ["Qdisc", "burst_for", "clear_egress_rate", "egress_rate", "qdiscs",
-           "set_egress_rate"]
+__all__ = ["Qdisc", "attach_ingress_bpf", "burst_for", "clear_egress_rate", "detach_ingress",
+           "egress_rate", "qdiscs", "set_egress_rate"]

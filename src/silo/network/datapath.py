@@ -29,13 +29,14 @@ import threading
 from typing import Any
 
 from silo.errors import AlreadyExists, InvalidState, NotFound, SiloError, invalid
-from silo.kernel import netns
+from silo.kernel import netns, tc
 from silo.kernel.linkreaper import LinkReaper
 from silo.kernel.netlink import Netlink, check_ifname
 from silo.kernel.nftables import Nft
 from silo.network import names
 from silo.network.drivers import driver_for
 from silo.network.drivers.base import Driver, Host
+from silo.network.fastpath import FastPath
 from silo.network.rules import compiler, render
 from silo.network.rules.compiler import Part, script
 from silo.network.rules.model import EndpointSpec, NetworkSpec, endpoint_spec, network_spec
@@ -80,10 +81,14 @@ class DataPath:
         self._mapped: dict[tuple[bool, int, int], dict[str, list[PortMapping]]] = {}
         self._ready = False
         self._v6 = False
+        self._fast: FastPath | None = None
 
     def close(self) -> None:
         """Close the netlink socket and the nft context this instance opened."""
         with self._lock:
+            if self._fast is not None:
+                self._fast.close()
+                self._fast = None
             if self._reaper is not None:       # deletes what it still holds
                 self._reaper.close()
                 self._reaper = None
@@ -107,6 +112,26 @@ class DataPath:
         if self._netlink is None:
             self._netlink = Netlink(self.host_netns)
         return self._netlink
+
+    @property
+    def fastpath(self) -> FastPath:
+        if self._fast is None:
+            self._fast = FastPath(self.netlink)
+        return self._fast
+
+    def _sync_fast(self, net: NetworkSpec, ep: EndpointSpec) -> None:
+        """The endpoint's place on the eBPF fast path as its rules say (``fastpath.py``). A
+        refusal leaves it on the bridge's path, with a warning: it changes no verdict."""
+        want = compiler.fast_path(net, ep)
+        if want == self.fastpath.plugged(ep.id):
+            return
+        if not want:
+            self.fastpath.unplug(net.id, ep)
+            return
+        try:
+            self.fastpath.plug(net.id, ep)
+        except SiloError as err:
+            log.warning("endpoint %s left off the fast path: %s", ep.id, err.describe())
 
     @property
     def nft(self) -> Nft:
@@ -205,6 +230,8 @@ class DataPath:
         self._nets[spec.id] = spec
         self._net_parts[spec.id] = new_net
         self._ep_parts.update(new_eps)
+        for eid in mine:
+            self._sync_fast(spec, self._eps[eid])
 
     def remove_network(self, net: Doc) -> None:
         """Remove the network's bridge and rules (its endpoints must be detached first)."""
@@ -219,6 +246,8 @@ class DataPath:
                 self._apply(part.delete_lines(self.prefix))
             self._nets.pop(spec.id, None)
             self._net_parts.pop(spec.id, None)
+            if self._fast is not None:
+                self._fast.drop_network(spec.id)
             driver.remove_network(self._host(), spec)
 
     def update_network(self, net: Doc) -> None:
@@ -315,12 +344,15 @@ class DataPath:
                 raise
             self._remember(espec, part)
             self._ep_netns[espec.id] = (netns_path, ifname)
+            self._sync_fast(self._nets[nspec.id], espec)
             return {"HostInterface": espec.host_veth, "InterfaceName": ifname}
 
     def detach(self, net: Doc, ep: Doc) -> None:
         """Unplug an endpoint: its veth pair and its rules go. Idempotent."""
         with self._lock:
             driver, nspec, espec = self._endpoint(net, ep)
+            if self._fast is not None:       # nothing is redirected to it from now on
+                self._fast.unplug(nspec.id, espec, classifier=False)
             part = self._ep_parts.get(espec.id)
             if part is not None:
                 self._apply(part.delete_lines(self.prefix))
@@ -345,6 +377,7 @@ class DataPath:
             part = compiler.endpoint_part(self._nets.get(nspec.id, nspec), espec)
             self._apply(compiler.replace_lines(self.prefix, self._ep_parts[espec.id], part))
             self._remember(espec, part)
+            self._sync_fast(self._nets.get(nspec.id, nspec), espec)
             path, ifname = self._ep_netns[espec.id]
             self._update_routes(path, ifname, old, espec)
 
@@ -484,6 +517,14 @@ class DataPath:
                 self._ep_netns[espec.id] = (path, ifname)
             self.nft.apply(self._full_script())
             self._ready = True
+            # The fast path made again: new maps; every veth's classifier replaced or removed.
+            self.fastpath.close()
+            for espec in self._eps.values():
+                if compiler.fast_path(self._nets[espec.network_id], espec):
+                    self._sync_fast(self._nets[espec.network_id], espec)
+                else:
+                    with contextlib.suppress(SiloError):
+                        tc.detach_ingress(espec.host_veth, nl=self.netlink)
 
     def teardown(self) -> None:
         """Remove everything with this prefix: tables, interfaces, netns files (tests, and

@@ -8,18 +8,18 @@ once. ``bridge <prefix>`` holds the PORT layer.
 
 Layers, in the order a packet meets them:
 
-- ``PORT`` (``bridge <prefix>``, bridge prerouting, before br_netfilter hands a frame to the
-  inet hooks): anti-spoofing, in one lookup for a valid IP frame (port name . source MAC .
-  source IP), and the fast path: a frame from an endpoint whose rules need no state (no ACL
-  of its own or of its network, no QOS) to such an endpoint of its network, over a protocol
-  the default inbound filter passes, is not tracked (``notrack``): the source's lookup
-  jumps to its network's chain, which checks the destination's subnet and looks it up; the
-  forward layer accepts untracked packets at once. Hash lookups only: an interval set's
-  element costs a dump of the whole set to delete with nft 1.0.6.
+- ``PORT``: first the eBPF fast path on each host veth (``network/fastpath.py``, for the
+  endpoints :func:`fast_path` names: no ACL of their own or of their network, no QOS), then
+  ``bridge <prefix>`` (bridge prerouting, before br_netfilter hands a frame to the inet
+  hooks): anti-spoofing, in one lookup for a valid IP frame (port name . source MAC . source
+  IP); between two such endpoints, what the eBPF path did not take (IPv6, a peer reached
+  through the gateway) is not tracked (``notrack``: the source's lookup jumps to its
+  network's chain, which checks the destination's subnet and looks it up, over the protocols
+  the default inbound filter passes), and the forward layer accepts it at once. Hash lookups
+  only: deleting an element of an interval set costs a dump of the whole set (nft 1.0.6).
   Anything else (the host, a published port, another network, an endpoint with ACLs) stays
   tracked. Then the slow checks: MAC of the port, ARP sender, DHCP discovery, IPv6
   link-local, VLAN tags.
-
 - ``NAT`` (nat prerouting/output): port mappings, as elements of DNAT maps keyed on
   VIP·protocol·port (``pm4``/``pm6``) or protocol·port for every host address
   (``pmany4``/``pmany6``); the ``…l`` maps hold the mappings reachable from the host itself
