@@ -145,32 +145,28 @@ SKELETON_INET = """\
 """
 
 SKELETON_BRIDGE = """\
-	set ports {{ type ifname; }}
-	set mac_ok {{ type ifname . ether_addr; }}
-	set ok4 {{ type ifname . ether_addr . ipv4_addr; }}
-	set ok6 {{ type ifname . ether_addr . ipv6_addr; }}
-	map fast4 {{ type ifname . ether_addr . ipv4_addr : verdict; }}
-	map fast6 {{ type ifname . ether_addr . ipv6_addr : verdict; }}
-	set peer4 {{ type ipv4_addr . inet_proto; }}
-	set peer6 {{ type ipv6_addr . inet_proto; }}
-	chain port_security {{
+	set ports { type ifname; }
+	set mac_ok { type ifname . ether_addr; }
+	map src4 { type ifname . ether_addr . ipv4_addr : verdict; }
+	map src6 { type ifname . ether_addr . ipv6_addr : verdict; }
+	set peer4 { type ipv4_addr . inet_proto; }
+	set peer6 { type ipv6_addr . inet_proto; }
+	chain port_security {
 		type filter hook prerouting priority -300; policy accept;
-		{fast4}
-		ether type ip iifname . ether saddr . ip saddr @ok4 accept
-		{fast6}
-		ether type ip6 iifname . ether saddr . ip6 saddr @ok6 accept
+		ether type ip iifname . ether saddr . ip saddr vmap @src4
+		ether type ip6 iifname . ether saddr . ip6 saddr vmap @src6
 		iifname != @ports accept
 		iifname . ether saddr != @mac_ok drop
-		ether type {{ vlan, 0x88a8 }} drop
+		ether type { vlan, 0x88a8 } drop
 		ether type arp arp saddr ip 0.0.0.0 accept
-		ether type arp iifname . arp saddr ether . arp saddr ip != @ok4 drop
+		ether type arp iifname . arp saddr ether . arp saddr ip vmap @src4
+		ether type arp drop
 		ether type ip ip saddr 0.0.0.0 udp dport 67 accept
 		ether type ip drop
-		ether type ip6 ip6 saddr {{ ::, fe80::/10 }} accept
+		ether type ip6 ip6 saddr { ::, fe80::/10 } accept
 		ether type ip6 drop
-	}}
-""".format(**{f"fast{v}": f"ether type {l3} iifname . ether saddr . {l3} saddr vmap @fast{v}"
-              for v, l3 in ((4, "ip"), (6, "ip6"))})
+	}
+"""
 
 
 @dataclass
@@ -294,7 +290,7 @@ def network_part(net: NetworkSpec) -> Part:
                 dst = str(mine[0]) if len(mine) == 1 else _set(mine)
                 rules.append(f"{l3} daddr {dst} {l3} daddr . meta l4proto @peer{fam} "
                              "notrack accept")
-        part.bridge_chains.append((f"fast_{net.short}", rules))
+        part.bridge_chains.append((f"fast_{net.short}", [*rules, "accept"]))
     return part
 
 
@@ -488,13 +484,14 @@ def _port_elements(net: NetworkSpec, ep: EndpointSpec, fast: bool, part: Part) -
     port = _q(ep.host_veth)
     part.elements.append(("bridge", "ports", port, False))
     part.elements.append(("bridge", "mac_ok", f"{port} . {ep.mac}", False))
+    # a valid source: accepted at once, or (fast) to its network's chain, which accepts it
+    verdict = f"goto fast_{net.short}" if fast else "accept"
     for fam, addrs in ((4, ep.v4()), (6, ep.v6())):
         for a in addrs:
-            part.elements.append(("bridge", f"ok{fam}", f"{port} . {ep.mac} . {a}", False))
+            part.elements.append(("bridge", f"src{fam}", f"{port} . {ep.mac} . {a} : {verdict}",
+                                  False))
             if not fast:
                 continue
-            part.elements.append(("bridge", f"fast{fam}",
-                                  f"{port} . {ep.mac} . {a} : jump fast_{net.short}", False))
             part.elements.append(("bridge", f"peer{fam}",
                                   ", ".join(f"{a} . {proto}" for proto in _FAST_PROTOS[fam]),
                                   False))
