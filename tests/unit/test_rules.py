@@ -171,7 +171,8 @@ def test_only_endpoints_whose_rules_need_no_state_take_the_fast_path() -> None:
     assert fast() == on
     assert fast({"Type": "OutBoundNAT", "Settings": {}}) == on
     off = ['src4: "siloe0e1e2e3e4" . 00:15:5d:01:02:03 . 10.1.2.5 : accept']
-    assert fast({"Type": "QOS", "Settings": {"MaximumOutgoingBandwidthInBytes": 10**6}}) == off
+    assert fast({"Type": "QOS", "Settings": {"MaximumOutgoingBandwidthInBytes": 10**6}}) == \
+        ['src4: "siloe0e1e2e3e4" . 00:15:5d:01:02:03 . 10.1.2.5 : goto qos_e0e1e2e3e4']
     assert fast(acl(Action="Block", Direction="Out", Priority=1)) == off
     assert fast(acl(Action="Allow", Direction="In", Priority=1)) == off
     net.policies = network_policies({"Policies": [{"Type": "NetworkACL", "Settings": {

@@ -30,9 +30,9 @@ Layers, in the order a packet meets them:
   on the endpoint's addresses; replies of allowed flows pass by conntrack state. Rules of equal
   action that follow each other by priority share one concatenated interval set, so 1,000
   rules cost a few set lookups, not 1,000 rule evaluations.
-- ``METER`` (filter forward/input, before all else): an endpoint's QOS policy, its outgoing
-  bytes policed by a ``limit`` in its own chain (out of reach of the container, whatever
-  capabilities it holds).
+- ``METER`` (in the PORT layer: the bridge table's verdict for a valid source of an endpoint
+  with a QOS policy is its own chain): its outgoing bytes, to anywhere, policed by a
+  ``limit`` (out of reach of the container, whatever capabilities it holds).
 - ``NAT`` (nat postrouting): 127/8 masquerade for LocalRoutedVip, hairpin masquerade, an
   endpoint's OutBoundNAT chain (exceptions, destinations, VIP), the network's masquerade.
 
@@ -72,8 +72,6 @@ SKELETON_INET = """\
 	map acl_out4 { type ipv4_addr : verdict; }
 	map acl_in6 { type ipv6_addr : verdict; }
 	map acl_out6 { type ipv6_addr : verdict; }
-	map qos4 { type ipv4_addr : verdict; }
-	map qos6 { type ipv6_addr : verdict; }
 	map snat4 { type ipv4_addr : verdict; }
 	map snat6 { type ipv6_addr : verdict; }
 	chain nat_prerouting {
@@ -120,16 +118,12 @@ SKELETON_INET = """\
 	chain filter_forward {
 		type filter hook forward priority filter; policy accept;
 		ct state untracked accept
-		ip saddr vmap @qos4
-		ip6 saddr vmap @qos6
 		ct state established,related accept
 		jump isolation
 		jump acl
 	}
 	chain filter_input {
 		type filter hook input priority filter; policy accept;
-		ip saddr vmap @qos4
-		ip6 saddr vmap @qos6
 		ct state established,related accept
 		iifname @hostless drop
 		ip saddr vmap @acl_out4
@@ -425,13 +419,6 @@ def endpoint_part(net: NetworkSpec, ep: EndpointSpec) -> Part:
     chain_in = _acl_chain(ep, "In", rules, part)
     chain_out = _acl_chain(ep, "Out", rules, part)
     snat = _snat_chain(ep, net, part)
-    qos = None
-    if ep.policies.max_bytes_per_sec:
-        qos = f"qos_{ep.short}"
-        rate = ep.policies.max_bytes_per_sec
-        burst = max(rate // 10, 16 * 1514)
-        part.chains.append((qos, [f"limit rate over {rate} bytes/second burst {burst} bytes "
-                                  "drop"]))
     for fam, addrs in ((4, ep.v4()), (6, ep.v6())):
         for a in addrs:
             if chain_in:
@@ -441,8 +428,6 @@ def endpoint_part(net: NetworkSpec, ep: EndpointSpec) -> Part:
                                       False))
             if snat:
                 part.elements.append(("inet", f"snat{fam}", f"{a} : jump {snat}", False))
-            if qos:
-                part.elements.append(("inet", f"qos{fam}", f"{a} : jump {qos}", False))
     for pm in ep.policies.port_mappings:
         fam = 6 if pm.v6 else 4
         targets: list[ipaddress.IPv4Address] | list[ipaddress.IPv6Address] = \
@@ -484,8 +469,16 @@ def _port_elements(net: NetworkSpec, ep: EndpointSpec, fast: bool, part: Part) -
     port = _q(ep.host_veth)
     part.elements.append(("bridge", "ports", port, False))
     part.elements.append(("bridge", "mac_ok", f"{port} . {ep.mac}", False))
-    # a valid source: accepted at once, or (fast) to its network's chain, which accepts it
+    # A valid source: accepted at once, or to its network's fast chain, or to its QOS chain
+    # (never both: QOS keeps an endpoint off the fast path), each of which accepts it.
     verdict = f"goto fast_{net.short}" if fast else "accept"
+    if ep.policies.max_bytes_per_sec:
+        rate = ep.policies.max_bytes_per_sec
+        burst = max(rate // 10, 16 * 1514)
+        verdict = f"goto qos_{ep.short}"
+        part.bridge_chains.append((f"qos_{ep.short}", [
+            "ether type arp accept",
+            f"limit rate over {rate} bytes/second burst {burst} bytes drop", "accept"]))
     for fam, addrs in ((4, ep.v4()), (6, ep.v6())):
         for a in addrs:
             part.elements.append(("bridge", f"src{fam}", f"{port} . {ep.mac} . {a} : {verdict}",
