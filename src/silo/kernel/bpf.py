@@ -18,6 +18,7 @@ import ipaddress
 import os
 import platform
 import struct
+from collections.abc import Callable
 
 from silo.errors import Internal, NotSupported, invalid
 
@@ -178,45 +179,32 @@ def redirect_program(src_mac: str, src_ip: str, map_fd: int) -> bytes:
     """The fast path's classifier for one endpoint (see the module's doc)."""
     mac = fwd_key(src_mac, src_ip)[:6]
     ip = ipaddress.IPv4Address(src_ip).packed
-    pass_ = "pass"
-    prog: list[bytes | tuple[str, bytes]] = []
-
-    def jump_to_pass(make: object) -> None:
-        prog.append((pass_, make))  # type: ignore[arg-type]
-
-    prog += [_mov(R6, R1), _ldx(4, R2, R6, SKB_DATA), _ldx(4, R3, R6, SKB_DATA_END),
-             _mov(R4, R2), _add_imm(R4, 34)]
-    jump_to_pass(lambda off: _jgt(R4, R3, off))
-    prog.append(_ldx(2, R4, R2, 12))
-    jump_to_pass(lambda off: _jne32_imm(R4, _le(b"\x08\x00"), off))   # IPv4
-    prog.append(_ldx(4, R4, R2, 6))
-    jump_to_pass(lambda off: _jne32_imm(R4, _le(mac[:4]), off))
-    prog.append(_ldx(2, R4, R2, 10))
-    jump_to_pass(lambda off: _jne32_imm(R4, _le(mac[4:]), off))
-    prog.append(_ldx(4, R4, R2, 26))
-    jump_to_pass(lambda off: _jne32_imm(R4, _le(ip), off))
-    prog.append(_ldx(1, R4, R2, 23))                                      # protocol
+    # Instructions, or jumps to the "pass" label at the end: made once its offset is known.
+    prog: list[bytes | Callable[[int], bytes]] = [
+        _mov(R6, R1), _ldx(4, R2, R6, SKB_DATA), _ldx(4, R3, R6, SKB_DATA_END),
+        _mov(R4, R2), _add_imm(R4, 34),
+        lambda off: _jgt(R4, R3, off),                                  # shorter than 34
+        _ldx(2, R4, R2, 12), lambda off: _jne32_imm(R4, _le(b"\x08\x00"), off),   # IPv4
+        _ldx(4, R4, R2, 6), lambda off: _jne32_imm(R4, _le(mac[:4]), off),        # src MAC
+        _ldx(2, R4, R2, 10), lambda off: _jne32_imm(R4, _le(mac[4:]), off),
+        _ldx(4, R4, R2, 26), lambda off: _jne32_imm(R4, _le(ip), off),            # src IPv4
+        _ldx(1, R4, R2, 23)]                                            # protocol
     # on a match, each test jumps over the tests left and the jump to "pass"
-    for n, proto in enumerate(FAST_PROTOCOLS):
-        prog.append(_jeq32_imm(R4, proto, len(FAST_PROTOCOLS) - n))
-    jump_to_pass(lambda off: _ja(off))
-    prog += [_ldx(4, R4, R2, 0), _stx(4, R10, R4, -16),                  # dst MAC
+    prog += [_jeq32_imm(R4, proto, len(FAST_PROTOCOLS) - n)
+             for n, proto in enumerate(FAST_PROTOCOLS)]
+    prog += [_ja,
+             _ldx(4, R4, R2, 0), _stx(4, R10, R4, -16),                # key: dst MAC,
              _ldx(2, R4, R2, 4), _stx(2, R10, R4, -12),
-             _sth_imm(R10, -10, 0),
-             _ldx(4, R4, R2, 30), _stx(4, R10, R4, -8)]                  # dst IPv4
-    prog += _ld_map_fd(R1, map_fd)
-    prog += [_mov(R2, R10), _add_imm(R2, -16), _call(HELPER_MAP_LOOKUP)]
-    jump_to_pass(lambda off: _jeq_imm(R0, 0, off))
-    prog += [_ldx(4, R1, R0, 0), _mov_imm(R2, 0), _call(HELPER_REDIRECT), _exit()]
-    end = len(prog)   # "pass" label
-    out = []
-    for i, item in enumerate(prog):
-        if isinstance(item, tuple):
-            out.append(item[1](end - i - 1))  # type: ignore[operator]
-        else:
-            out.append(item)
-    out += [_mov_imm(R0, TC_ACT_OK), _exit()]
-    return b"".join(out)
+             _sth_imm(R10, -10, 0),                                    # two zero bytes,
+             _ldx(4, R4, R2, 30), _stx(4, R10, R4, -8),                # dst IPv4
+             *_ld_map_fd(R1, map_fd),
+             _mov(R2, R10), _add_imm(R2, -16), _call(HELPER_MAP_LOOKUP),
+             lambda off: _jeq_imm(R0, 0, off),                         # not a key
+             _ldx(4, R1, R0, 0), _mov_imm(R2, 0), _call(HELPER_REDIRECT), _exit()]
+    end = len(prog)
+    out = [item if isinstance(item, bytes) else item(end - n - 1)
+           for n, item in enumerate(prog)]
+    return b"".join([*out, _mov_imm(R0, TC_ACT_OK), _exit()])                # "pass"
 
 
 def load_classifier(insns: bytes, name: str = "silo_fwd") -> int:
