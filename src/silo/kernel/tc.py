@@ -1,12 +1,12 @@
-"""Traffic control: an egress rate limit on an interface (HNS's QOS policy,
-``MaximumOutgoingBandwidthInBytes``) as a root tbf qdisc, set over rtnetlink, no ``tc``
-process.
+"""Traffic control over rtnetlink, no ``tc`` process: an egress rate limit on an interface as
+a root tbf qdisc, and an eBPF classifier on an interface's ingress (a ``clsact`` qdisc with one
+direct-action ``bpf`` filter: the network's fast path, ``network/fastpath.py``).
 
-A rate on the host side of an endpoint's veth limits what reaches the container; on the
-container side (``netns``), what it sends. Policing what the host end receives (``police``,
-``matchall``) would keep the limit out of a CAP_NET_ADMIN container's reach, but this
-kernel builds neither (only u32/bpf classifiers, mirred, ingress, htb, tbf, ifb): an nft
-``netdev`` ingress chain with ``limit rate over N bytes/second drop`` does that job there.
+A tbf rate on the host side of an endpoint's veth limits what reaches the container; on the
+container side (``netns``), what it sends. The data path polices HNS's QOS policy
+(``MaximumOutgoingBandwidthInBytes``) with an nft ``limit`` in the bridge table instead: a
+police action on what the host end receives would keep it out of a CAP_NET_ADMIN container's
+reach too, but this kernel builds neither ``police`` nor ``matchall``.
 
 The bucket holds 10 ms at the rate (at least ten full-size frames), the queue 50 ms more, so
 bursts pass smoothly and the delay stays bounded.
