@@ -230,6 +230,29 @@ def test_rebuild_restores_the_recorded_state_and_removes_the_rest() -> None:
         assert lab.reach(a.path, b.ip, 81) is None
 
 
+def test_a_rebuild_makes_the_fast_path_again_or_removes_it() -> None:
+    """A new data path (silod restarted) gives the recorded endpoints a new map and new
+    classifiers; restarted with the fast path off, it takes the classifiers away. Traffic
+    flows either way."""
+    with Lab() as lab:
+        net = lab.network("NAT")
+        a, b = lab.endpoint(net, 2), lab.endpoint(net, 3)
+        lab.serve(b.path, 80)
+        for e in (a, b):
+            e.doc["HostComputeNamespace"] = e.doc["ID"]
+        namespaces = [{"ID": e.doc["ID"], "Linux": {"NetnsPath": e.path}} for e in (a, b)]
+        for fast in (True, False):
+            lab.dp.close()
+            lab.dp = type(lab.dp)(prefix=lab.prefix, run_dir=lab.tmp, host_netns=lab.host,
+                                  fast_path=fast)
+            lab.dp.rebuild([net], [a.doc, b.doc], namespaces)
+            filters = lab.run(lab.host, "tc", "filter", "show", "dev",
+                              a.doc["Linux"]["HostInterface"], "ingress").stdout
+            assert ("silo" in filters) is fast
+            assert lab.dp.fastpath.plugged(str(a.doc["ID"]).lower()) is fast
+            assert lab.reach(a.path, b.ip, 80) == a.ip
+
+
 SINK = r"""
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
