@@ -21,13 +21,15 @@ pytestmark = [pytest.mark.kernel, requires_netns]
 def test_the_key_is_mac_two_zero_bytes_and_the_address() -> None:
     assert bpf.fwd_key("02:00:00:00:00:0a", "10.1.2.3") == \
         bytes([2, 0, 0, 0, 0, 10, 0, 0, 10, 1, 2, 3])
+    assert bpf.fwd_key("02:00:00:00:00:0a", "fd00::1") == \
+        bytes([2, 0, 0, 0, 0, 10, 0, 0, 0xfd] + [0] * 14 + [1])
     for mac, ip in (("02:00:00:00:0a", "10.1.2.3"), ("02:00:00:00:00:0a", "10.1.2")):
         with pytest.raises(InvalidArgument):
             bpf.fwd_key(mac, ip)
 
 
 def test_map_set_and_delete() -> None:
-    fd = bpf.create_fwd_map(16)
+    fd = bpf.create_fwd_map(4, 16)
     try:
         key = bpf.fwd_key("02:00:00:00:00:0a", "10.1.2.3")
         bpf.map_set(fd, key, 7)
@@ -39,19 +41,28 @@ def test_map_set_and_delete() -> None:
                 bpf.map_set(fd, bad, 1)
             with pytest.raises(InvalidArgument):
                 bpf.map_delete(fd, bad)
+        with pytest.raises(InvalidArgument):
+            bpf.map_set(0, key, 1)             # no map of ours: its key size is not known
+        with pytest.raises(InvalidArgument):
+            bpf.create_fwd_map(5)
     finally:
-        os.close(fd)
+        bpf.close_map(fd)
 
 
 def test_the_verifier_accepts_the_program_and_a_bad_one_is_refused_with_its_log() -> None:
-    fd = bpf.create_fwd_map(16)
+    fd4, fd6 = bpf.create_fwd_map(4, 16), bpf.create_fwd_map(6, 16)
     try:
-        prog = bpf.load_classifier(bpf.redirect_program("02:00:00:00:00:0a", "10.1.2.3", fd))
-        os.close(prog)
+        for sources in ({4: ("10.1.2.3", fd4)}, {6: ("fd00::3", fd6)},
+                        {4: ("10.1.2.3", fd4), 6: ("fd00::3", fd6)}):
+            prog = bpf.load_classifier(bpf.redirect_program("02:00:00:00:00:0a", sources))
+            os.close(prog)
+        with pytest.raises(InvalidArgument):
+            bpf.redirect_program("02:00:00:00:00:0a", {6: ("10.1.2.3", fd6)})
     finally:
-        os.close(fd)
+        bpf.close_map(fd4)
+        bpf.close_map(fd6)
     # a map fd that is no map (stdin): refused, and the error carries the kernel's words
-    insns = bpf.redirect_program("02:00:00:00:00:0a", "10.1.2.3", 0)
+    insns = bpf.redirect_program("02:00:00:00:00:0a", {4: ("10.1.2.3", 0)})
     with pytest.raises(Internal) as err:
         bpf.load_classifier(insns)
     assert "bpf program refused" in err.value.message
@@ -71,25 +82,31 @@ def test_a_frame_is_redirected_between_veths_on_no_bridge(
         for name in ("ha", "hb"):
             nl.set_link(name, up=True)
         index = {name: nl.link(name).index for name in ("ha", "hb")}  # type: ignore[union-attr]
-    for ns, ip, peer_ip, peer_mac in ((a, "10.9.0.2", "10.9.0.3", "02:00:00:00:00:0b"),
-                                      (b, "10.9.0.3", "10.9.0.2", "02:00:00:00:00:0a")):
-        with Netlink(ns) as inner:
-            inner.add_address("eth0", f"{ip}/24")
-            inner.set_link("eth0", up=True)
-        assert run_in(ns, "ip", "neigh", "add", peer_ip, "lladdr", peer_mac, "dev", "eth0",
-                      "nud", "permanent").returncode == 0
+    for ns, n, peer, peer_mac in ((a, 2, 3, "02:00:00:00:00:0b"),
+                                  (b, 3, 2, "02:00:00:00:00:0a")):
+        assert run_in(ns, "ip", "addr", "add", f"10.9.0.{n}/24", "dev", "eth0").returncode == 0
+        assert run_in(ns, "ip", "addr", "add", f"fd09::{n}/64", "dev", "eth0",
+                      "nodad").returncode == 0
+        assert run_in(ns, "ip", "link", "set", "eth0", "up").returncode == 0
+        for peer_ip in (f"10.9.0.{peer}", f"fd09::{peer}"):
+            assert run_in(ns, "ip", "neigh", "add", peer_ip, "lladdr", peer_mac, "dev", "eth0",
+                          "nud", "permanent").returncode == 0
     assert run_in(a, "busybox", "ping", "-c", "1", "-W", "1", "10.9.0.3").returncode != 0
-    fd = bpf.create_fwd_map(16)
+    assert run_in(a, "busybox", "ping6", "-c", "1", "-W", "1", "fd09::3").returncode != 0
+    fd, fd6 = bpf.create_fwd_map(4, 16), bpf.create_fwd_map(6, 16)
     try:
         with Netlink(host) as nl:
-            for host_veth, mac, ip in (("ha", "02:00:00:00:00:0a", "10.9.0.2"),
-                                       ("hb", "02:00:00:00:00:0b", "10.9.0.3")):
-                bpf.map_set(fd, bpf.fwd_key(mac, ip), index[host_veth])
-                prog = bpf.load_classifier(bpf.redirect_program(mac, ip, fd))
+            for host_veth, mac, n in (("ha", "02:00:00:00:00:0a", 2),
+                                      ("hb", "02:00:00:00:00:0b", 3)):
+                bpf.map_set(fd, bpf.fwd_key(mac, f"10.9.0.{n}"), index[host_veth])
+                bpf.map_set(fd6, bpf.fwd_key(mac, f"fd09::{n}"), index[host_veth])
+                prog = bpf.load_classifier(bpf.redirect_program(
+                    mac, {4: (f"10.9.0.{n}", fd), 6: (f"fd09::{n}", fd6)}))
                 tc.attach_ingress_bpf(host_veth, prog, nl=nl)
                 os.close(prog)
         assert "silo" in run_in(host, "tc", "filter", "show", "dev", "ha", "ingress").stdout
         assert run_in(a, "busybox", "ping", "-c", "1", "-W", "1", "10.9.0.3").returncode == 0
+        assert run_in(a, "busybox", "ping6", "-c", "1", "-W", "1", "fd09::3").returncode == 0
         # a frame from another source address is not the endpoint's: not redirected
         assert run_in(a, "ip", "addr", "add", "10.9.0.99/24", "dev", "eth0").returncode == 0
         assert run_in(a, "busybox", "ping", "-c", "1", "-W", "1", "-I", "10.9.0.99",
@@ -103,4 +120,5 @@ def test_a_frame_is_redirected_between_veths_on_no_bridge(
         assert "silo" not in run_in(host, "tc", "filter", "show", "dev", "ha",
                                     "ingress").stdout
     finally:
-        os.close(fd)
+        bpf.close_map(fd)
+        bpf.close_map(fd6)

@@ -164,6 +164,32 @@ def test_ipv6_on_a_dual_stack_nat_network() -> None:
         assert lab.reach(lan, "fd00:80::1", 8086) == "fd00:80::2"      # mapped over IPv6
 
 
+def test_the_ebpf_fast_path_carries_ipv6_too() -> None:
+    """Dual stack: with a's veth off the bridge and static neighbours, TCP over IPv6 between
+    a and b still flows (only the classifier's IPv6 section can carry it)."""
+    with Lab() as lab:
+        v6 = f"fd00:{lab.octet:x}::/64"
+        net = lab.network("NAT", v6=v6)
+        base = v6.split("/")[0]
+        a = lab.endpoint(net, 2, ip6=f"{base}2")
+        b = lab.endpoint(net, 3, ip6=f"{base}3")
+        lab.serve(b.path, 80)
+        for ep in (a, b):
+            lab.wait_ready(ep.path, f"{base}1")
+        macs = {}
+        for ep in (a, b):
+            with Netlink(ep.path) as nl:
+                eth0 = nl.link("eth0")
+            assert eth0 is not None
+            macs[ep.ip6] = eth0.mac
+        for ep, peer in ((a, b), (b, a)):
+            assert lab.run(ep.path, "ip", "-6", "neigh", "replace", str(peer.ip6), "lladdr",
+                           macs[peer.ip6], "dev", "eth0", "nud", "permanent").returncode == 0
+        with Netlink(lab.host) as nl:
+            nl.set_link(a.doc["Linux"]["HostInterface"], master=False)
+        assert lab.reach(a.path, f"{base}3", 80) == f"{base}2"
+
+
 def test_a_subnet_the_host_already_routes_is_refused_and_nothing_is_left() -> None:
     with Lab() as lab:
         uplink, _lan = lab.lan("192.168.87.1/24", "192.168.87.2/24")

@@ -1,12 +1,13 @@
 """eBPF through bpf(2): hash maps and one small classifier, the network's fast path.
 
 ``redirect_program`` assembles a ``sched_cls`` program (direct action) for the ingress of an
-endpoint's host veth: an IPv4 frame from the endpoint's own MAC and address, over TCP, UDP,
-ICMP or IGMP, whose destination MAC and address are a key of ``map_fd`` (the endpoint's
-network's map: ``dst MAC (6) . 2 zero bytes . dst IPv4 (4)`` to the destination's host veth
-ifindex, u32) is redirected to that veth (``bpf_redirect``): it never meets the bridge,
-br_netfilter or conntrack. Anything else passes (``TC_ACT_OK``) and takes the normal path.
-Hand-assembled (no compiler on the host); the kernel's verifier checks every packet access.
+endpoint's host veth: an IPv4 frame over TCP, UDP, ICMP or IGMP (IPv6: TCP, UDP, ICMPv6, no
+extension header) from the endpoint's own MAC and address, whose destination MAC and address
+are a key of its network's map of that IP version (``dst MAC (6) . 2 zero bytes . dst IP``
+to the destination's host veth ifindex, u32), is redirected to that veth (``bpf_redirect``):
+it never meets the bridge, br_netfilter or conntrack. Anything else passes (``TC_ACT_OK``)
+and takes the normal path. Hand-assembled (no compiler on the host); the kernel's verifier
+checks every packet access.
 
 Imports :mod:`silo.errors` only.
 """
@@ -30,8 +31,9 @@ BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM, BPF_PROG_LOAD = 0, 2, 
 BPF_MAP_TYPE_HASH = 1
 BPF_PROG_TYPE_SCHED_CLS = 3
 BPF_ANY = 0
-FWD_KEY_SIZE, FWD_VALUE_SIZE = 12, 4
+FWD_VALUE_SIZE = 4
 _ATTR_SIZE = 128
+_key_sizes: dict[int, int] = {}     # fd of a map this module made -> its key size
 
 
 def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], op: str) -> int:
@@ -48,21 +50,32 @@ def _attr(data: bytes) -> ctypes.Array[ctypes.c_char]:
     return ctypes.create_string_buffer(data.ljust(_ATTR_SIZE, b"\0"), _ATTR_SIZE)
 
 
-def create_fwd_map(max_entries: int = 65536) -> int:
-    """A hash map ``key (12 bytes) -> ifindex (u32)``; its fd (the caller closes it)."""
+def create_fwd_map(version: int = 4, max_entries: int = 65536) -> int:
+    """A hash map ``key -> ifindex (u32)`` for IPv4 (``version`` 4: 12-byte keys) or IPv6
+    (24-byte keys); its fd, to give back with :func:`close_map`."""
     op = "bpf::create_map"
+    if version not in (4, 6):
+        raise invalid("version", f"must be 4 or 6, got {version!r}", op=op)
+    size = 8 + (4 if version == 4 else 16)
     try:
-        return _bpf(BPF_MAP_CREATE, _attr(struct.pack(
-            "=IIIII", BPF_MAP_TYPE_HASH, FWD_KEY_SIZE, FWD_VALUE_SIZE, max_entries, 0)), op)
+        fd = _bpf(BPF_MAP_CREATE, _attr(struct.pack(
+            "=IIIII", BPF_MAP_TYPE_HASH, size, FWD_VALUE_SIZE, max_entries, 0)), op)
     except OSError as err:
         raise Internal(f"bpf map: {err.strerror}", op=op) from err
+    _key_sizes[fd] = size
+    return fd
+
+
+def close_map(fd: int) -> None:
+    _key_sizes.pop(fd, None)
+    os.close(fd)
 
 
 def fwd_key(mac: str, ip: str) -> bytes:
-    """The map key of a destination: MAC, two zero bytes, IPv4 address (network order)."""
+    """The map key of a destination: MAC, two zero bytes, IP address (network order)."""
     try:
         raw_mac = bytes(int(p, 16) for p in mac.split(":"))
-        raw_ip = ipaddress.IPv4Address(ip).packed
+        raw_ip = ipaddress.ip_address(ip).packed
     except ValueError as err:
         raise invalid("key", f"{mac!r} . {ip!r}: {err}", op="bpf::fwd_key") from err
     if len(raw_mac) != 6:
@@ -72,8 +85,11 @@ def fwd_key(mac: str, ip: str) -> bytes:
 
 def _elem(cmd: int, fd: int, key: bytes, value: bytes | None, op: str) -> None:
     # The kernel reads the map's key size from the pointer, whatever the buffer holds.
-    if len(key) != FWD_KEY_SIZE:
-        raise invalid("key", f"must be {FWD_KEY_SIZE} bytes, got {len(key)}", op=op)
+    size = _key_sizes.get(fd)
+    if size is None:
+        raise invalid("fd", f"{fd} is not a map made by create_fwd_map", op=op)
+    if len(key) != size:
+        raise invalid("key", f"must be {size} bytes, got {len(key)}", op=op)
     kbuf = ctypes.create_string_buffer(key, len(key))
     vbuf = ctypes.create_string_buffer(value or b"", max(len(value or b""), 1))
     attr = _attr(struct.pack("=IIQQQ", fd, 0, ctypes.addressof(kbuf),
@@ -101,10 +117,11 @@ def map_delete(fd: int, key: bytes) -> None:
 
 # -- assembly ---------------------------------------------------------------------------------
 
-R0, R1, R2, R3, R4, R6, R10 = 0, 1, 2, 3, 4, 6, 10
+R0, R1, R2, R3, R4, R5, R6, R10 = 0, 1, 2, 3, 4, 5, 6, 10
 _SIZE = {4: 0x00, 2: 0x08, 1: 0x10}
 TC_ACT_OK = 0
 FAST_PROTOCOLS = (6, 17, 1, 2)      # TCP, UDP, ICMP, IGMP: what the default inbound ACL passes
+FAST_PROTOCOLS6 = (6, 17, 58)       # TCP, UDP, ICMPv6
 HELPER_MAP_LOOKUP, HELPER_REDIRECT = 1, 23
 SKB_DATA, SKB_DATA_END = 76, 80     # offsetof(struct __sk_buff, data / data_end)
 
@@ -175,36 +192,87 @@ def _le(data: bytes) -> int:
     return v - (1 << 32) if v >= 1 << 31 else v
 
 
-def redirect_program(src_mac: str, src_ip: str, map_fd: int) -> bytes:
-    """The fast path's classifier for one endpoint (see the module's doc)."""
-    mac = fwd_key(src_mac, src_ip)[:6]
-    ip = ipaddress.IPv4Address(src_ip).packed
-    # Instructions, or jumps to the "pass" label at the end: made once its offset is known.
-    prog: list[bytes | Callable[[int], bytes]] = [
-        _mov(R6, R1), _ldx(4, R2, R6, SKB_DATA), _ldx(4, R3, R6, SKB_DATA_END),
-        _mov(R4, R2), _add_imm(R4, 34),
-        lambda off: _jgt(R4, R3, off),                                  # shorter than 34
-        _ldx(2, R4, R2, 12), lambda off: _jne32_imm(R4, _le(b"\x08\x00"), off),   # IPv4
-        _ldx(4, R4, R2, 6), lambda off: _jne32_imm(R4, _le(mac[:4]), off),        # src MAC
-        _ldx(2, R4, R2, 10), lambda off: _jne32_imm(R4, _le(mac[4:]), off),
-        _ldx(4, R4, R2, 26), lambda off: _jne32_imm(R4, _le(ip), off),            # src IPv4
-        _ldx(1, R4, R2, 23)]                                            # protocol
+# Per IP version: ethertype, the shortest frame read, source address offset, protocol offset,
+# the protocols taken, destination address offset, address length.
+_V4 = (0x0800, 34, 26, 23, FAST_PROTOCOLS, 30, 4)
+_V6 = (0x86DD, 54, 22, 20, FAST_PROTOCOLS6, 38, 16)
+
+Item = bytes | tuple[str, Callable[[int], bytes]] | str   # insn, jump to a label, a label
+
+
+def redirect_program(src_mac: str, sources: dict[int, tuple[str, int]]) -> bytes:
+    """The fast path's classifier for one endpoint (see the module's doc): ``sources`` maps
+    an IP version to the endpoint's address of that version and the fd of its network's map
+    of that version; a version it lacks passes."""
+    mac = fwd_key(src_mac, "0.0.0.0")[:6]
+    prog: list[Item] = [_mov(R6, R1), _ldx(4, R2, R6, SKB_DATA), _ldx(4, R3, R6, SKB_DATA_END),
+                        _mov(R4, R2), _add_imm(R4, 14),
+                        ("pass", lambda off: _jgt(R4, R3, off)),
+                        _ldx(2, R5, R2, 12)]
+    for version in sorted(sources):
+        ethertype = (_V4 if version == 4 else _V6)[0]
+        prog.append((f"v{version}", _if_eq(R5, ethertype.to_bytes(2, "big"))))
+    prog.append(("pass", _ja))
+    for version, (ip, map_fd) in sorted(sources.items()):
+        prog += [f"v{version}", *_section(version, mac, ip, map_fd)]
+    prog += ["pass", _mov_imm(R0, TC_ACT_OK), _exit()]
+    return _resolve(prog)
+
+
+def _if_eq(reg: int, field: bytes) -> Callable[[int], bytes]:
+    """A jump taken when the packet field just loaded into ``reg`` equals ``field``."""
+    return lambda off: _jeq32_imm(reg, _le(field), off)
+
+
+def _if_ne(reg: int, field: bytes) -> Callable[[int], bytes]:
+    return lambda off: _jne32_imm(reg, _le(field), off)
+
+
+def _section(version: int, mac: bytes, ip: str, map_fd: int) -> list[Item]:
+    """Checks and lookup for one IP version: source MAC and address, protocol, then the key
+    (destination MAC, two zero bytes, destination address) on the stack, looked up."""
+    _type, least, src_off, proto_off, protos, dst_off, alen = _V4 if version == 4 else _V6
+    raw = ipaddress.ip_address(ip).packed
+    if len(raw) != alen:
+        raise invalid("sources", f"{ip!r} is not an IPv{version} address", op="bpf::program")
+    out: list[Item] = [_mov(R4, R2), _add_imm(R4, least),
+                       ("pass", lambda off: _jgt(R4, R3, off)),
+                       _ldx(4, R4, R2, 6), ("pass", _if_ne(R4, mac[:4])),
+                       _ldx(2, R4, R2, 10), ("pass", _if_ne(R4, mac[4:]))]
+    for k in range(0, alen, 4):
+        out += [_ldx(4, R4, R2, src_off + k), ("pass", _if_ne(R4, raw[k:k + 4]))]
+    out.append(_ldx(1, R4, R2, proto_off))
     # on a match, each test jumps over the tests left and the jump to "pass"
-    prog += [_jeq32_imm(R4, proto, len(FAST_PROTOCOLS) - n)
-             for n, proto in enumerate(FAST_PROTOCOLS)]
-    prog += [_ja,
-             _ldx(4, R4, R2, 0), _stx(4, R10, R4, -16),                # key: dst MAC,
-             _ldx(2, R4, R2, 4), _stx(2, R10, R4, -12),
-             _sth_imm(R10, -10, 0),                                    # two zero bytes,
-             _ldx(4, R4, R2, 30), _stx(4, R10, R4, -8),                # dst IPv4
-             *_ld_map_fd(R1, map_fd),
-             _mov(R2, R10), _add_imm(R2, -16), _call(HELPER_MAP_LOOKUP),
-             lambda off: _jeq_imm(R0, 0, off),                         # not a key
-             _ldx(4, R1, R0, 0), _mov_imm(R2, 0), _call(HELPER_REDIRECT), _exit()]
-    end = len(prog)
-    out = [item if isinstance(item, bytes) else item(end - n - 1)
-           for n, item in enumerate(prog)]
-    return b"".join([*out, _mov_imm(R0, TC_ACT_OK), _exit()])                # "pass"
+    out += [_jeq32_imm(R4, proto, len(protos) - n) for n, proto in enumerate(protos)]
+    out.append(("pass", _ja))
+    key = -(8 + alen)                                   # the key's place on the stack
+    out += [_ldx(4, R4, R2, 0), _stx(4, R10, R4, key),
+            _ldx(2, R4, R2, 4), _stx(2, R10, R4, key + 4), _sth_imm(R10, key + 6, 0)]
+    for k in range(0, alen, 4):
+        out += [_ldx(4, R4, R2, dst_off + k), _stx(4, R10, R4, key + 8 + k)]
+    out += [*_ld_map_fd(R1, map_fd), _mov(R2, R10), _add_imm(R2, key),
+            _call(HELPER_MAP_LOOKUP), ("pass", lambda off: _jeq_imm(R0, 0, off)),
+            _ldx(4, R1, R0, 0), _mov_imm(R2, 0), _call(HELPER_REDIRECT), _exit()]
+    return out
+
+
+def _resolve(prog: list[Item]) -> bytes:
+    """Instructions with their jumps to labels made, once every label's place is known."""
+    where: dict[str, int] = {}
+    n = 0
+    for item in prog:
+        if isinstance(item, str):
+            where[item] = n
+        else:
+            n += 1
+    out = []
+    n = 0
+    for item in prog:
+        if isinstance(item, str):
+            continue
+        out.append(item[1](where[item[0]] - n - 1) if isinstance(item, tuple) else item)
+        n += 1
+    return b"".join(out)
 
 
 def load_classifier(insns: bytes, name: str = "silo_fwd") -> int:

@@ -12,8 +12,8 @@ Layers, in the order a packet meets them:
   endpoints :func:`fast_path` names: no ACL of their own or of their network, no QOS), then
   ``bridge <prefix>`` (bridge prerouting, before br_netfilter hands a frame to the inet
   hooks): anti-spoofing, in one lookup for a valid IP frame (port name . source MAC . source
-  IP); between two such endpoints, what the eBPF path did not take (IPv6, a peer reached
-  through the gateway) is not tracked (``notrack``: the source's lookup jumps to its
+  IP); between two such endpoints, what the eBPF path did not take (a peer reached through
+  the gateway, a second address) is not tracked (``notrack``: the source's lookup jumps to its
   network's chain, which checks the destination's subnet and looks it up, over the protocols
   the default inbound filter passes), and the forward layer accepts it at once. Hash lookups
   only: deleting an element of an interval set costs a dump of the whole set (nft 1.0.6).

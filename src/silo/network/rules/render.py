@@ -47,8 +47,8 @@ def render(nets: list[NetworkSpec], eps: list[EndpointSpec]) -> str:
             lines.append(f"      source MAC {ep.mac}, ARP and IP from {addrs} only, "
                          "no VLAN tags")
             if fast_path(net, ep):
-                lines.append("      fast path: untracked to and from such ports of its "
-                             "subnet (no ACLs, no QOS)")
+                lines.append("      fast path to such ports of its network (no ACLs, no "
+                             "QOS): veth to veth (eBPF), else untracked")
             for direction in ("In", "Out"):
                 lines.append(f"    Layer ACL {direction.upper()}")
                 for n, (_action, group) in enumerate(
