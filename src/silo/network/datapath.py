@@ -126,7 +126,7 @@ class DataPath:
         if want == self.fastpath.plugged(ep.id):
             return
         if not want:
-            self.fastpath.unplug(net.id, ep)
+            self.fastpath.unplug(ep)
             return
         try:
             self.fastpath.plug(net.id, ep)
@@ -352,7 +352,7 @@ class DataPath:
         with self._lock:
             driver, nspec, espec = self._endpoint(net, ep)
             if self._fast is not None:       # nothing is redirected to it from now on
-                self._fast.unplug(nspec.id, espec, classifier=False)
+                self._fast.unplug(espec, classifier=False)
             part = self._ep_parts.get(espec.id)
             if part is not None:
                 self._apply(part.delete_lines(self.prefix))

@@ -90,7 +90,7 @@ class FastPath:
             raise
         self._plugged[ep.id] = keys
 
-    def unplug(self, net_id: str, ep: EndpointSpec, *, classifier: bool = True) -> None:
+    def unplug(self, ep: EndpointSpec, *, classifier: bool = True) -> None:
         """Its keys out of the map (nothing is redirected to it any more) and, unless its
         veth goes next anyway (``classifier`` False), its classifier off. Idempotent."""
         keys = self._plugged.pop(ep.id, None)
