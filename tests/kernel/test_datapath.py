@@ -176,17 +176,7 @@ def test_the_ebpf_fast_path_carries_ipv6_too() -> None:
         lab.serve(b.path, 80)
         for ep in (a, b):
             lab.wait_ready(ep.path, f"{base}1")
-        macs = {}
-        for ep in (a, b):
-            with Netlink(ep.path) as nl:
-                eth0 = nl.link("eth0")
-            assert eth0 is not None
-            macs[ep.ip6] = eth0.mac
-        for ep, peer in ((a, b), (b, a)):
-            assert lab.run(ep.path, "ip", "-6", "neigh", "replace", str(peer.ip6), "lladdr",
-                           macs[peer.ip6], "dev", "eth0", "nud", "permanent").returncode == 0
-        with Netlink(lab.host) as nl:
-            nl.set_link(a.doc["Linux"]["HostInterface"], master=False)
+        only_the_redirect_between(lab, a, b, v6=True)
         assert lab.reach(a.path, f"{base}3", 80) == f"{base}2"
 
 
@@ -414,6 +404,23 @@ def test_the_fast_path_skips_conntrack_between_endpoints_without_acls_only() -> 
         assert "fast path" in lab.dp.rules(net)
 
 
+def only_the_redirect_between(lab: Lab, a: Ep, b: Ep, *, v6: bool = False) -> None:
+    """Static neighbours both ways and a's veth taken off the bridge: from now on only the
+    fast path's redirect can carry a frame between a and b."""
+    macs = {}
+    for ep in (a, b):
+        with Netlink(ep.path) as nl:
+            eth0 = nl.link("eth0")
+        assert eth0 is not None
+        macs[ep.path] = eth0.mac
+    for ep, peer in ((a, b), (b, a)):
+        ip = str(peer.ip6) if v6 else peer.ip
+        assert lab.run(ep.path, "ip", "neigh", "replace", ip, "lladdr", macs[peer.path],
+                       "dev", "eth0", "nud", "permanent").returncode == 0
+    with Netlink(lab.host) as nl:
+        nl.set_link(a.doc["Linux"]["HostInterface"], master=False)
+
+
 def test_the_ebpf_fast_path_carries_frames_between_endpoints_without_acls() -> None:
     """With a's veth taken off the bridge and static neighbours both ways, only the
     classifiers' redirect can carry a frame between a and b. An ACL on b takes it off the fast
@@ -428,17 +435,7 @@ def test_the_ebpf_fast_path_carries_frames_between_endpoints_without_acls() -> N
 
         assert on(a) and on(b)
         lab.serve(b.path, 80)
-        macs = {}
-        for ep in (a, b):
-            with Netlink(ep.path) as nl:
-                eth0 = nl.link("eth0")
-            assert eth0 is not None
-            macs[ep.ip] = eth0.mac
-        for ep, peer in ((a, b), (b, a)):
-            assert lab.run(ep.path, "ip", "neigh", "replace", peer.ip, "lladdr",
-                           macs[peer.ip], "dev", "eth0", "nud", "permanent").returncode == 0
-        with Netlink(lab.host) as nl:
-            nl.set_link(a.doc["Linux"]["HostInterface"], master=False)
+        only_the_redirect_between(lab, a, b)
         assert lab.reach(a.path, b.ip, 80) == a.ip
         b.doc["Policies"] = [{"Type": "ACL", "Settings": {
             "Action": "Allow", "Direction": "In", "Protocols": "6", "Priority": 100}}]
