@@ -19,9 +19,10 @@ import errno
 import ipaddress
 import os
 import socket
+import struct
 import threading
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from silo.errors import (
     AlreadyExists,
@@ -265,6 +266,21 @@ class Netlink:
         self.close()
 
     # -- the exchange ---------------------------------------------------------------------------
+
+    def dump(self, kind: int, head: struct.Struct, body: bytes, *, op: str, obj: str = "",
+             index_at: int | None = None, want: int | None = None,
+             ) -> list[tuple[tuple[Any, ...], dict[int, bytes]]]:
+        """A ``RTM_GET*`` dump: each answer's fixed header (``head`` unpacked) and attributes.
+        With ``want``, only the answers whose header field ``index_at`` (an ifindex) is it."""
+        out = []
+        for rkind, data in self.request(kind, r.NLM_F_DUMP, body, op=op, obj=obj):
+            if rkind != kind - 2:              # RTM_GETx is answered by RTM_NEWx
+                continue
+            fields = head.unpack_from(data)
+            if want is not None and index_at is not None and fields[index_at] != want:
+                continue
+            out.append((fields, r.parse_attrs(data, head.size)))
+        return out
 
     def request(self, kind: int, flags: int, body: bytes, *, op: str,
                 obj: str) -> list[tuple[int, bytes]]:
@@ -603,16 +619,10 @@ class Netlink:
     def addresses(self, name: str | None = None, family: int = 0) -> list[Address]:
         op = "netlink::addresses"
         want = self._index(name, op) if name is not None else None
-        replies = self.request(r.RTM_GETADDR, r.NLM_F_DUMP, r.IFADDRMSG.pack(family, 0, 0, 0, 0),
-                               op=op, obj=name or "")
         out = []
-        for kind, body in replies:
-            if kind != r.RTM_NEWADDR:
-                continue
-            fam, plen, _flags, scope, index = r.IFADDRMSG.unpack_from(body)
-            if want is not None and index != want:
-                continue
-            a = r.parse_attrs(body, r.IFADDRMSG.size)
+        for (fam, plen, _flags, scope, index), a in self.dump(
+                r.RTM_GETADDR, r.IFADDRMSG, r.IFADDRMSG.pack(family, 0, 0, 0, 0), op=op,
+                obj=name or "", index_at=4, want=want):
             raw = a.get(r.IFA_LOCAL) or a.get(r.IFA_ADDRESS)
             if raw is None or fam not in (r.AF_INET, r.AF_INET6):
                 continue
@@ -688,15 +698,10 @@ class Netlink:
 
     def routes(self, family: int = 0, *, table: int | None = r.RT_TABLE_MAIN) -> list[Route]:
         """The routes of ``table`` (main by default; None for every table)."""
-        replies = self.request(r.RTM_GETROUTE, r.NLM_F_DUMP,
-                               r.RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0),
-                               op="netlink::routes", obj="")
         out = []
-        for kind, body in replies:
-            if kind != r.RTM_NEWROUTE:
-                continue
-            fam, dst_len, _sl, _tos, tbl, proto, scope, _rtype, _f = r.RTMSG.unpack_from(body)
-            a = r.parse_attrs(body, r.RTMSG.size)
+        for (fam, dst_len, _sl, _tos, tbl, proto, scope, _rtype, _f), a in self.dump(
+                r.RTM_GETROUTE, r.RTMSG, r.RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0),
+                op="netlink::routes"):
             tbl = r.get_u32(a, r.RTA_TABLE) or tbl
             if table is not None and tbl != table:
                 continue
@@ -736,16 +741,10 @@ class Netlink:
         """ARP/ND entries (family AF_INET/AF_INET6/0) or FDB entries (family AF_BRIDGE)."""
         op = "netlink::neighbours"
         want = self._index(dev, op, "dev") if dev is not None else None
-        replies = self.request(r.RTM_GETNEIGH, r.NLM_F_DUMP, r.NDMSG.pack(family, 0, 0, 0, 0),
-                               op=op, obj=dev or "")
         out = []
-        for kind, body in replies:
-            if kind != r.RTM_NEWNEIGH:
-                continue
-            fam, index, state, flags, _type = r.NDMSG.unpack_from(body)
-            if want is not None and index != want:
-                continue
-            a = r.parse_attrs(body, r.NDMSG.size)
+        for (fam, index, state, flags, _type), a in self.dump(
+                r.RTM_GETNEIGH, r.NDMSG, r.NDMSG.pack(family, 0, 0, 0, 0), op=op,
+                obj=dev or "", index_at=1, want=want):
             dst, ll = a.get(r.NDA_DST), a.get(r.NDA_LLADDR)
             out.append(Neighbour(fam, index,
                                  str(ipaddress.ip_address(dst)) if dst else None,

@@ -89,16 +89,10 @@ def qdiscs(ifname: str | None = None, *, netns: str | None = None,
     op = "tc::qdiscs"
     with _netlink(nl, netns) as link:
         want = _index(link, ifname, op) if ifname is not None else None
-        replies = link.request(r.RTM_GETQDISC, r.NLM_F_DUMP, r.TCMSG.pack(0, 0, 0, 0, 0),
-                               op=op, obj=ifname or "")
+        replies = link.dump(r.RTM_GETQDISC, r.TCMSG, r.TCMSG.pack(0, 0, 0, 0, 0), op=op,
+                            obj=ifname or "", index_at=1, want=want)
     out = []
-    for kind, body in replies:
-        if kind != r.RTM_NEWQDISC:
-            continue
-        _fam, index, handle, parent, _info = r.TCMSG.unpack_from(body)
-        if want is not None and index != want:
-            continue
-        a = r.parse_attrs(body, r.TCMSG.size)
+    for (_fam, index, handle, parent, _info), a in replies:
         qkind = r.get_str(a, r.TCA_KIND) or ""
         rate = burst = None
         if qkind == "tbf":
