@@ -14,16 +14,10 @@ import pytest
 from silo.cli.main import main
 from silo.network.hns import HostNetworkService
 from silo.network.store import MemoryStore
-from silo.service.app import make_router
-from silo.service.http import APIServer
 from tests.unit.fake_datapath import FakeDataPath
+from tests.unit.served import serving
 
 pytestmark = pytest.mark.unit
-
-
-class Served:
-    def __init__(self, network: HostNetworkService) -> None:
-        self.network = network
 
 
 @pytest.fixture
@@ -33,13 +27,8 @@ def svc() -> HostNetworkService:
 
 @pytest.fixture
 def host(tmp_path: Path, svc: HostNetworkService) -> Iterator[str]:
-    sock = str(tmp_path / "silod.sock")
-    server = APIServer(make_router(Served(svc)), socket_path=sock)  # type: ignore[arg-type]
-    server.start()
-    try:
+    with serving(tmp_path, network=svc) as sock:
         yield "unix://" + sock
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from silo import errors
 from silo.client import Client
 from silo.service.app import make_router
 from silo.service.events import EventBus
-from silo.service.http import APIServer
 from silo.service.images import ImageService, ProgressStream
 from tests.unit.fake_images import FakeBackend, FakeStore, make_image, normalize
+from tests.unit.served import Served, serving
 
 pytestmark = pytest.mark.unit
 
@@ -284,22 +284,10 @@ def test_the_builtin_image_is_imported_once(tmp_path: Path, backend: FakeBackend
 
 # -- through HTTP and the client ---------------------------------------------------------------
 
-class Served:
-    """What silod serves: here only the image service (``images``)."""
-
-    def __init__(self, images: ImageService | None) -> None:
-        self.images = images
-
-
 @pytest.fixture
 def client(tmp_path: Path, svc: ImageService) -> Iterator[Client]:
-    server = APIServer(make_router(Served(svc)),  # type: ignore[arg-type]
-                       socket_path=str(tmp_path / "silod.sock"))
-    server.start()
-    try:
-        yield Client("unix://" + str(tmp_path / "silod.sock"), timeout=10)
-    finally:
-        server.stop()
+    with serving(tmp_path, images=svc) as sock:
+        yield Client("unix://" + sock, timeout=10)
 
 
 def test_routes_through_the_client(client: Client, svc: ImageService, backend: FakeBackend,
@@ -348,20 +336,14 @@ def test_errors_through_the_client(client: Client, svc: ImageService,
 
 
 def test_no_image_service_is_503(tmp_path: Path) -> None:
-    server = APIServer(make_router(Served(None)),  # type: ignore[arg-type]
-                       socket_path=str(tmp_path / "s.sock"))
-    server.start()
-    try:
-        with pytest.raises(errors.Unavailable, match="no image store"):
-            Client("unix://" + str(tmp_path / "s.sock"), timeout=10).images()
-    finally:
-        server.stop()
+    with serving(tmp_path) as sock, pytest.raises(errors.Unavailable, match="no image store"):
+        Client("unix://" + sock, timeout=10).images()
 
 
 def test_a_literal_route_wins_over_an_image_reference() -> None:
     from silo.service.http import MethodNotAllowed
 
-    router = make_router(Served(None))  # type: ignore[arg-type]
+    router = make_router(Served())  # type: ignore[arg-type]
     with pytest.raises(MethodNotAllowed) as e:
         router.match("GET", "/v1/images/pull")
     assert e.value.allowed == ["POST"]

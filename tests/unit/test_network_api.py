@@ -22,19 +22,11 @@ from silo.errors import (
 )
 from silo.network.hns import HostNetworkService
 from silo.network.store import MemoryStore
-from silo.service.app import make_router
-from silo.service.http import APIServer
 from tests.unit.fake_datapath import FakeDataPath
+from tests.unit.served import serving
 from tests.unit.test_http import UnixConnection
 
 pytestmark = pytest.mark.unit
-
-
-class Served:
-    """What silod serves, here only the network service."""
-
-    def __init__(self, network: HostNetworkService | None) -> None:
-        self.network = network
 
 
 @pytest.fixture
@@ -43,13 +35,8 @@ def svc() -> HostNetworkService:
 
 
 def serve(tmp_path: Path, network: HostNetworkService | None) -> Iterator[tuple[Client, str]]:
-    sock = str(tmp_path / "silod.sock")
-    server = APIServer(make_router(Served(network)), socket_path=sock)  # type: ignore[arg-type]
-    server.start()
-    try:
+    with serving(tmp_path, network=network) as sock:
         yield Client("unix://" + sock, timeout=10), sock
-    finally:
-        server.stop()
 
 
 @pytest.fixture
