@@ -8,6 +8,7 @@ reaches an nft script. Every error names the field by its path in the document.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,6 +172,27 @@ def _protocols(value: Any, where: str) -> tuple[int, ...]:
 
 # -- policies ----------------------------------------------------------------------------------
 
+def _policies(doc: dict[str, Any]) -> Iterator[tuple[int, str, str, dict[str, Any]]]:
+    """Each of the document's ``Policies``: its index, its path, its type and settings."""
+    policies = doc.get("Policies") or []
+    if not isinstance(policies, list):
+        raise invalid("Policies", "must be a list")
+    for n, p in enumerate(policies):
+        where = f"Policies[{n}]"
+        kind, settings = _settings(p, where)
+        yield n, where, kind, settings
+
+
+def _unsupported(where: str, kind: str) -> NotSupported:
+    return NotSupported(f"{where}.Type: the data path does not do {kind!r}",
+                        field=f"{where}.Type")
+
+
+def _route(dest: Any, hop: Any, where: str) -> Route:
+    return Route(net(dest, f"{where}.DestinationPrefix"),
+                 addr(hop, f"{where}.NextHop") if hop else None)
+
+
 def _settings(policy: Any, where: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(policy, dict):
         raise invalid(where, "must be an object with Type and Settings")
@@ -236,13 +258,8 @@ def acl(s: dict[str, Any], where: str, index: int) -> AclRule:
 def endpoint_policies(ep: dict[str, Any]) -> EndpointPolicies:
     """The endpoint's ``Policies`` and ``Routes``, read and checked."""
     out = EndpointPolicies()
-    policies = ep.get("Policies") or []
-    if not isinstance(policies, list):
-        raise invalid("Policies", "must be a list")
-    for n, p in enumerate(policies):
-        where = f"Policies[{n}]"
-        kind, s = _settings(p, where)
-        where += ".Settings"
+    for n, path, kind, s in _policies(ep):
+        where = f"{path}.Settings"
         if kind == "PortMapping":
             out.port_mappings.append(port_mapping(s, where, n))
         elif kind == "ACL":
@@ -257,10 +274,7 @@ def endpoint_policies(ep: dict[str, Any]) -> EndpointPolicies:
                 exceptions=_nets(exceptions, f"{where}.Exceptions"),
                 destinations=_nets(_get(s, "Destinations"), f"{where}.Destinations"))
         elif kind in ("SDNRoute", "ROUTE"):
-            hop = _get(s, "NextHop")
-            out.routes.append(Route(net(_get(s, "DestinationPrefix"),
-                                        f"{where}.DestinationPrefix"),
-                                    addr(hop, f"{where}.NextHop") if hop else None))
+            out.routes.append(_route(_get(s, "DestinationPrefix"), _get(s, "NextHop"), where))
         elif kind == "QOS":
             out.max_bytes_per_sec = _int(_get(s, "MaximumOutgoingBandwidthInBytes"),
                                          f"{where}.MaximumOutgoingBandwidthInBytes",
@@ -268,29 +282,21 @@ def endpoint_policies(ep: dict[str, Any]) -> EndpointPolicies:
         elif kind == "EncapOverhead":
             out.encap_overhead = _int(_get(s, "Overhead"), f"{where}.Overhead", 0, 1000)
         elif kind not in _INERT:
-            raise NotSupported(f"{where[:-9]}.Type: the data path does not do {kind!r}",
-                               field=f"{where[:-9]}.Type")
+            raise _unsupported(path, kind)
     routes = ep.get("Routes") or []
     if not isinstance(routes, list):
         raise invalid("Routes", "must be a list")
     for n, r in enumerate(routes):
         if not isinstance(r, dict):
             raise invalid(f"Routes[{n}]", "must be an object")
-        hop = r.get("NextHop")
-        out.routes.append(Route(net(r.get("DestinationPrefix"), f"Routes[{n}].DestinationPrefix"),
-                                addr(hop, f"Routes[{n}].NextHop") if hop else None))
+        out.routes.append(_route(r.get("DestinationPrefix"), r.get("NextHop"), f"Routes[{n}]"))
     return out
 
 
 def network_policies(nw: dict[str, Any]) -> NetworkPolicies:
     """The network's ``Policies``, read and checked."""
     out = NetworkPolicies()
-    policies = nw.get("Policies") or []
-    if not isinstance(policies, list):
-        raise invalid("Policies", "must be a list")
-    for n, p in enumerate(policies):
-        where = f"Policies[{n}]"
-        kind, s = _settings(p, where)
+    for n, where, kind, s in _policies(nw):
         if kind == "NetAdapterName":
             name = _get(s, "NetworkAdapterName")
             if not isinstance(name, str) or not name or len(name) > 15 or "/" in name \
@@ -301,6 +307,5 @@ def network_policies(nw: dict[str, Any]) -> NetworkPolicies:
         elif kind == "NetworkACL":
             out.acls.append(acl(s, f"{where}.Settings", n))
         elif kind not in _INERT:
-            raise NotSupported(f"{where}.Type: the data path does not do {kind!r}",
-                               field=f"{where}.Type")
+            raise _unsupported(where, kind)
     return out
