@@ -9,7 +9,7 @@ it never meets the bridge, br_netfilter or conntrack. Anything else passes (``TC
 and takes the normal path. Hand-assembled (no compiler on the host); the kernel's verifier
 checks every packet access.
 
-Imports :mod:`silo.errors` only.
+Imports :mod:`silo.errors`, :mod:`silo.kernel.libc`.
 """
 
 from __future__ import annotations
@@ -17,15 +17,11 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 import os
-import platform
 import struct
 from collections.abc import Callable
 
 from silo.errors import Internal, NotSupported, invalid
-
-_SYSCALL = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
+from silo.kernel import libc
 
 BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM, BPF_PROG_LOAD = 0, 2, 3, 5
 BPF_MAP_TYPE_HASH = 1
@@ -37,13 +33,15 @@ _key_sizes: dict[int, int] = {}     # fd of a map this module made -> its key si
 
 
 def _bpf(cmd: int, attr: ctypes.Array[ctypes.c_char], op: str) -> int:
-    if _SYSCALL is None:
-        raise NotSupported(f"bpf(2) on {platform.machine()} is not known here", op=op)
-    ret = _libc.syscall(_SYSCALL, cmd, attr, _ATTR_SIZE)
+    try:
+        nr = libc.syscall_number("bpf")
+    except OSError as err:
+        raise NotSupported(f"bpf(2): {err.strerror}", op=op) from err
+    ret = int(libc.libc().syscall(nr, cmd, attr, _ATTR_SIZE))
     if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return int(ret)
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return ret
 
 
 def _attr(data: bytes) -> ctypes.Array[ctypes.c_char]:
