@@ -16,6 +16,7 @@ from silo.kernel.netlink import Netlink
 from tests.kernel.netfixtures import requires_netns
 
 pytestmark = [pytest.mark.kernel, requires_netns]
+V4, V6 = (6, 17, 1, 2), (6, 17, 58)     # TCP, UDP, ICMP, IGMP; TCP, UDP, ICMPv6
 
 
 def test_the_key_is_mac_two_zero_bytes_and_the_address() -> None:
@@ -52,17 +53,17 @@ def test_map_set_and_delete() -> None:
 def test_the_verifier_accepts_the_program_and_a_bad_one_is_refused_with_its_log() -> None:
     fd4, fd6 = bpf.create_fwd_map(4, 16), bpf.create_fwd_map(6, 16)
     try:
-        for sources in ({4: ("10.1.2.3", fd4)}, {6: ("fd00::3", fd6)},
-                        {4: ("10.1.2.3", fd4), 6: ("fd00::3", fd6)}):
+        for sources in ({4: ("10.1.2.3", fd4, V4)}, {6: ("fd00::3", fd6, V6)},
+                        {4: ("10.1.2.3", fd4, V4), 6: ("fd00::3", fd6, V6)}):
             prog = bpf.load_classifier(bpf.redirect_program("02:00:00:00:00:0a", sources))
             os.close(prog)
         with pytest.raises(InvalidArgument):
-            bpf.redirect_program("02:00:00:00:00:0a", {6: ("10.1.2.3", fd6)})
+            bpf.redirect_program("02:00:00:00:00:0a", {6: ("10.1.2.3", fd6, V6)})
     finally:
         bpf.close_map(fd4)
         bpf.close_map(fd6)
     # a map fd that is no map (stdin): refused, and the error carries the kernel's words
-    insns = bpf.redirect_program("02:00:00:00:00:0a", {4: ("10.1.2.3", 0)})
+    insns = bpf.redirect_program("02:00:00:00:00:0a", {4: ("10.1.2.3", 0, V4)})
     with pytest.raises(Internal) as err:
         bpf.load_classifier(insns)
     assert "bpf program refused" in err.value.message
@@ -101,7 +102,7 @@ def test_a_frame_is_redirected_between_veths_on_no_bridge(
                 bpf.map_set(fd, bpf.fwd_key(mac, f"10.9.0.{n}"), index[host_veth])
                 bpf.map_set(fd6, bpf.fwd_key(mac, f"fd09::{n}"), index[host_veth])
                 prog = bpf.load_classifier(bpf.redirect_program(
-                    mac, {4: (f"10.9.0.{n}", fd), 6: (f"fd09::{n}", fd6)}))
+                    mac, {4: (f"10.9.0.{n}", fd, V4), 6: (f"fd09::{n}", fd6, V6)}))
                 tc.attach_ingress_bpf(host_veth, prog, nl=nl)
                 os.close(prog)
         assert "silo" in run_in(host, "tc", "filter", "show", "dev", "ha", "ingress").stdout

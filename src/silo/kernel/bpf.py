@@ -1,8 +1,8 @@
 """eBPF through bpf(2): hash maps and one small classifier, the network's fast path.
 
 ``redirect_program`` assembles a ``sched_cls`` program (direct action) for the ingress of an
-endpoint's host veth: an IPv4 frame over TCP, UDP, ICMP or IGMP (IPv6: TCP, UDP, ICMPv6, no
-extension header) from the endpoint's own MAC and address, whose destination MAC and address
+endpoint's host veth: an IPv4 or IPv6 frame over one of the protocols given (for IPv6, with
+no extension header) from the endpoint's own MAC and address, whose destination MAC and address
 are a key of its network's map of that IP version (``dst MAC (6) . 2 zero bytes . dst IP``
 to the destination's host veth ifindex, u32), is redirected to that veth (``bpf_redirect``):
 it never meets the bridge, br_netfilter or conntrack. Anything else passes (``TC_ACT_OK``)
@@ -118,8 +118,6 @@ def map_delete(fd: int, key: bytes) -> None:
 R0, R1, R2, R3, R4, R5, R6, R10 = 0, 1, 2, 3, 4, 5, 6, 10
 _SIZE = {4: 0x00, 2: 0x08, 1: 0x10}
 TC_ACT_OK = 0
-FAST_PROTOCOLS = (6, 17, 1, 2)      # TCP, UDP, ICMP, IGMP: what the default inbound ACL passes
-FAST_PROTOCOLS6 = (6, 17, 58)       # TCP, UDP, ICMPv6
 HELPER_MAP_LOOKUP, HELPER_REDIRECT = 1, 23
 SKB_DATA, SKB_DATA_END = 76, 80     # offsetof(struct __sk_buff, data / data_end)
 
@@ -191,17 +189,18 @@ def _le(data: bytes) -> int:
 
 
 # Per IP version: ethertype, the shortest frame read, source address offset, protocol offset,
-# the protocols taken, destination address offset, address length.
-_V4 = (0x0800, 34, 26, 23, FAST_PROTOCOLS, 30, 4)
-_V6 = (0x86DD, 54, 22, 20, FAST_PROTOCOLS6, 38, 16)
+# destination address offset, address length.
+_V4 = (0x0800, 34, 26, 23, 30, 4)
+_V6 = (0x86DD, 54, 22, 20, 38, 16)
 
 Item = bytes | tuple[str, Callable[[int], bytes]] | str   # insn, jump to a label, a label
 
 
-def redirect_program(src_mac: str, sources: dict[int, tuple[str, int]]) -> bytes:
+def redirect_program(src_mac: str,
+                     sources: dict[int, tuple[str, int, tuple[int, ...]]]) -> bytes:
     """The fast path's classifier for one endpoint (see the module's doc): ``sources`` maps
-    an IP version to the endpoint's address of that version and the fd of its network's map
-    of that version; a version it lacks passes."""
+    an IP version to the endpoint's address of that version, the fd of its network's map of
+    that version and the IP protocols taken; a version it lacks passes."""
     mac = fwd_key(src_mac, "0.0.0.0")[:6]
     prog: list[Item] = [_mov(R6, R1), _ldx(4, R2, R6, SKB_DATA), _ldx(4, R3, R6, SKB_DATA_END),
                         _mov(R4, R2), _add_imm(R4, 14),
@@ -211,8 +210,8 @@ def redirect_program(src_mac: str, sources: dict[int, tuple[str, int]]) -> bytes
         ethertype = (_V4 if version == 4 else _V6)[0]
         prog.append((f"v{version}", _if_eq(R5, ethertype.to_bytes(2, "big"))))
     prog.append(("pass", _ja))
-    for version, (ip, map_fd) in sorted(sources.items()):
-        prog += [f"v{version}", *_section(version, mac, ip, map_fd)]
+    for version, (ip, map_fd, protos) in sorted(sources.items()):
+        prog += [f"v{version}", *_section(version, mac, ip, map_fd, protos)]
     prog += ["pass", _mov_imm(R0, TC_ACT_OK), _exit()]
     return _resolve(prog)
 
@@ -226,10 +225,11 @@ def _if_ne(reg: int, field: bytes) -> Callable[[int], bytes]:
     return lambda off: _jne32_imm(reg, _le(field), off)
 
 
-def _section(version: int, mac: bytes, ip: str, map_fd: int) -> list[Item]:
+def _section(version: int, mac: bytes, ip: str, map_fd: int,
+             protos: tuple[int, ...]) -> list[Item]:
     """Checks and lookup for one IP version: source MAC and address, protocol, then the key
     (destination MAC, two zero bytes, destination address) on the stack, looked up."""
-    _type, least, src_off, proto_off, protos, dst_off, alen = _V4 if version == 4 else _V6
+    _type, least, src_off, proto_off, dst_off, alen = _V4 if version == 4 else _V6
     raw = ipaddress.ip_address(ip).packed
     if len(raw) != alen:
         raise invalid("sources", f"{ip!r} is not an IPv{version} address", op="bpf::program")

@@ -28,6 +28,7 @@ import os
 from silo.errors import SiloError
 from silo.kernel import bpf, tc
 from silo.kernel.netlink import Netlink
+from silo.network.rules.compiler import fast_protocols
 from silo.network.rules.model import EndpointSpec
 
 log = logging.getLogger(__name__)
@@ -63,13 +64,13 @@ class FastPath:
     def plug(self, net_id: str, ep: EndpointSpec) -> None:
         """Give the endpoint its classifier and its keys in its network's map. Raises
         (leaving neither) if the kernel refuses either."""
-        sources: dict[int, tuple[str, int]] = {}
+        sources: dict[int, tuple[str, int, tuple[int, ...]]] = {}
         keys: list[tuple[int, bytes]] = []
         for version, addrs in ((4, ep.v4()), (6, ep.v6())):
             fd = self._map(net_id, version) if addrs else None
             if fd is None:
                 continue
-            sources[version] = (str(addrs[0]), fd)
+            sources[version] = (str(addrs[0]), fd, fast_protocols(version))
             keys += [(fd, bpf.fwd_key(ep.mac, str(a))) for a in addrs]
         veth = self._netlink.link(ep.host_veth)
         if not sources or veth is None:

@@ -447,7 +447,11 @@ def endpoint_part(net: NetworkSpec, ep: EndpointSpec) -> Part:
     return part
 
 
-_FAST_PROTOS = {4: ("tcp", "udp", "icmp", "igmp"), 6: ("tcp", "udp", "ipv6-icmp")}
+def fast_protocols(version: int) -> tuple[int, ...]:
+    """The protocols the fast path takes over one IP version: those the default inbound
+    filter passes (so skipping it changes no verdict)."""
+    other = (ICMPV6,) if version == 4 else (ICMP, IGMP)
+    return tuple(p for p in DEFAULT_IN if p not in other)
 
 
 def fast_path(net: NetworkSpec, ep: EndpointSpec) -> bool:
@@ -486,7 +490,7 @@ def _port_elements(net: NetworkSpec, ep: EndpointSpec, fast: bool, part: Part) -
             if not fast:
                 continue
             part.elements.append(("bridge", f"peer{fam}",
-                                  ", ".join(f"{a} . {proto}" for proto in _FAST_PROTOS[fam]),
+                                  ", ".join(f"{a} . {_PROTO[p]}" for p in fast_protocols(fam)),
                                   False))
 
 
